@@ -1,0 +1,57 @@
+# TMI — developer entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+# Debian packages, by the targets that need them (installed with apt-get only when missing).
+APT_CORE := postgresql dcmtk orthanc orthanc-dicomweb orthanc-python ca-certificates
+APT_BROWSER := chromium chromium-driver
+
+.PHONY: help install apt-core apt-browser test test-unit lint typecheck bench bench-deid bench-crosswalk \
+        clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n",$$1,$$2}'
+
+apt-core:
+	@scripts/ensure-apt.sh $(APT_CORE)
+
+apt-browser:
+	@scripts/ensure-apt.sh $(APT_BROWSER)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PIP) install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+	@$(PIP) install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+	@$(PY) -c "import tmi, pydicom, psycopg, boto3, moto, fastapi" || (echo "install failed" >&2; exit 1)
+	@touch $(STAMP)
+
+install: apt-core apt-browser $(STAMP) ## Create .venv with the project + dev deps; apt-get what is missing
+
+test: install ## Run every test (unit, integration against real services, LocalStack lane)
+	$(PY) -m pytest tests
+
+test-unit: $(STAMP) ## Unit tests only (no services)
+	$(PY) -m pytest tests/unit
+
+lint: $(STAMP) ## Ruff
+	$(VENV)/bin/ruff check tmi adapters functions gateway tests bench
+
+typecheck: $(STAMP) ## Mypy (strict on the core)
+	$(VENV)/bin/mypy
+
+bench: install bench-deid bench-crosswalk ## Run the benchmarks; results in bench/results/
+
+bench-deid: $(STAMP)
+	$(PY) -m bench.deid
+
+bench-crosswalk: $(STAMP)
+	$(PY) -m bench.crosswalk
+
+clean: ## Remove caches and generated corpora (keeps .venv and .run)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache bench/corpus

@@ -1,0 +1,1 @@
+"""Lambda-shaped event handlers: parse the event, call one service, report per-record failures."""

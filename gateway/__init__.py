@@ -1,0 +1,1 @@
+"""The TMI gateway: FastAPI app for researchers (/research) and IT staff (/admin), Lambda-ready."""
