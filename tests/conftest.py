@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# Reusable service fixtures live in tests/fixtures/<name>.py; list each module here (one line each).
+pytest_plugins: list[str] = [
+]
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 _skipped_integration: list[str] = []
 
