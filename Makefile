@@ -26,8 +26,8 @@ apt-browser:
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PIP) install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-	@$(PIP) install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+	@set -o pipefail; $(PIP) install -q --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
+	@set -o pipefail; $(PIP) install -q -e ".[dev]" 2>&1 | { grep -v "is ignored" || true; }
 	@$(PY) -c "import tmi, pydicom, psycopg, boto3, moto, fastapi" || (echo "install failed" >&2; exit 1)
 	@touch $(STAMP)
 
