@@ -1,0 +1,1 @@
+"""PostgreSQL adapters: schema migrations (yoyo) and the crosswalk repository/service (psycopg 3)."""

@@ -1,0 +1,61 @@
+"""Fuzzy similarity of normalized names and dates. These only ever raise review flags, never link."""
+
+from __future__ import annotations
+
+
+def jaro(a: str, b: str) -> float:
+    """Jaro similarity in [0, 1]."""
+    if a == b:
+        return 1.0
+    if not a or not b:
+        return 0.0
+    window = max(0, max(len(a), len(b)) // 2 - 1)
+    a_match = [False] * len(a)
+    b_match = [False] * len(b)
+    matches = 0
+    for i, ch in enumerate(a):
+        lo, hi = max(0, i - window), min(len(b), i + window + 1)
+        for j in range(lo, hi):
+            if not b_match[j] and b[j] == ch:
+                a_match[i] = b_match[j] = True
+                matches += 1
+                break
+    if matches == 0:
+        return 0.0
+    transpositions = 0
+    j = 0
+    for i, ch in enumerate(a):
+        if a_match[i]:
+            while not b_match[j]:
+                j += 1
+            if ch != b[j]:
+                transpositions += 1
+            j += 1
+    m = float(matches)
+    return (m / len(a) + m / len(b) + (m - transpositions / 2) / m) / 3.0
+
+
+def jaro_winkler(a: str, b: str, prefix_scale: float = 0.1, max_prefix: int = 4) -> float:
+    """Jaro–Winkler similarity in [0, 1]: Jaro boosted by a shared prefix of up to ``max_prefix``."""
+    score = jaro(a, b)
+    prefix = 0
+    for x, y in zip(a[:max_prefix], b[:max_prefix], strict=False):
+        if x != y:
+            break
+        prefix += 1
+    return score + prefix * prefix_scale * (1.0 - score)
+
+
+def dates_near(a: str, b: str) -> bool:
+    """True when two YYYYMMDD dates differ by one substituted digit or one adjacent transposition
+    (the usual keying errors), but are not equal."""
+    if a == b or len(a) != len(b):
+        return False
+    diffs = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    if len(diffs) == 1:
+        return True
+    if len(diffs) == 2 and diffs[1] == diffs[0] + 1:
+        i = diffs[0]
+        return a[i] == b[i + 1] and a[i + 1] == b[i]
+    # Day and month swapped (01/02 vs 02/01).
+    return a[:4] == b[:4] and a[4:6] == b[6:8] and a[6:8] == b[4:6]
