@@ -59,6 +59,16 @@ class Settings(BaseSettings):
 
     # Gateway
     gateway_port: int = 8000
+    gateway_public_url: str | None = None  # base URL written into manifests for `tmi download` re-presigning
+    gateway_pool_max: int = 10  # PostgreSQL connections per gateway process
+    gateway_session_ttl_s: int = 8 * 3600  # browser session lifetime after login
+    gateway_cookie_secure: bool = False  # set True behind HTTPS
+    gateway_oidc_jwks_url: str | None = None  # optional OIDC/JWT bearer validation: JWKS endpoint...
+    gateway_oidc_public_key: str | None = None  # ...or a PEM public key
+    gateway_oidc_issuer: str | None = None
+    gateway_oidc_audience: str | None = None
+    gateway_oidc_algorithms: str = "RS256"  # comma-separated
+    gateway_oidc_role_claim: str = "tmi_role"  # claim holding "researcher"/"admin" (string or list)
 
     @property
     def s3_endpoint_url(self) -> str | None:
