@@ -13,6 +13,7 @@ import pytest
 
 # Reusable service fixtures live in tests/fixtures/<name>.py; list each module here (one line each).
 pytest_plugins: list[str] = [
+    "tests.fixtures.s3",
 ]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
