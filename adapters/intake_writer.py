@@ -1,0 +1,136 @@
+"""Writes every instance the intake Orthanc receives into the intake bucket (plain module, no ``orthanc``).
+
+The Orthanc plugin (``orthanc/plugin/intake_plugin.py``) calls :meth:`IntakeWriter.write` from its
+stored-instance callback with the instance bytes, Orthanc's instance id and the calling AE title.
+
+Object keys carry no PHI: ``incoming/<yyyy>/<mm>/<dd>/<orthanc instance id>.dcm``, where Orthanc's
+instance id is a SHA-1 over the patient/study/series/SOP identifiers (irreversible). The calling AE title
+travels as object metadata (``x-amz-meta-calling-aet``), which the pipeline passes to the de-identifier
+and the crosswalk as the sending clinic.
+
+If the object store is unreachable the instance is written to a local spool folder (``.run/...``) and
+:meth:`IntakeWriter.drain_spool` (called periodically by the plugin's background thread) uploads it
+later: an instance Orthanc accepted is never silently lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+CALLING_AET_METADATA = "calling-aet"
+
+
+class IntakeWriter:
+    """Puts instances into ``bucket`` under ``prefix``; spools to ``spool_dir`` when S3 fails."""
+
+    def __init__(self, bucket: str, prefix: str, spool_dir: Path,
+                 client_factory: Callable[[], Any] | None = None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix if prefix.endswith("/") else prefix + "/"
+        self.spool_dir = Path(spool_dir)
+        self._client_factory = client_factory or _default_s3_client
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client, created on first use."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._client_factory()
+            return self._client
+
+    def key_for(self, instance_id: str, when: datetime | None = None) -> str:
+        """``incoming/<yyyy>/<mm>/<dd>/<instance id>.dcm`` (UTC date of receipt)."""
+        when = when or datetime.now(UTC)
+        safe_id = "".join(c for c in instance_id if c.isalnum() or c in "-_")
+        return f"{self.prefix}{when:%Y/%m/%d}/{safe_id}.dcm"
+
+    def write(self, instance_id: str, data: bytes, calling_aet: str | None) -> str:
+        """Put one instance; on failure spool it for a later retry. Returns the object key."""
+        key = self.key_for(instance_id)
+        try:
+            self._put(key, data, calling_aet)
+        except Exception as exc:  # noqa: BLE001 - any S3 failure: never lose the instance
+            logger.error("intake put failed, spooled for retry: %s (%s)", key, type(exc).__name__)
+            self._spool(key, data, calling_aet)
+        return key
+
+    def _put(self, key: str, data: bytes, calling_aet: str | None) -> None:
+        self.client.put_object(
+            Bucket=self.bucket, Key=key, Body=data, ContentType="application/dicom",
+            Metadata={CALLING_AET_METADATA: (calling_aet or "").strip()},
+        )
+
+    def _spool(self, key: str, data: bytes, calling_aet: str | None) -> None:
+        self.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        name = key.replace("/", "_")
+        tmp = self.spool_dir / (name + ".tmp")
+        tmp.write_bytes(data)
+        (self.spool_dir / (name + ".json")).write_text(json.dumps({"key": key, "calling_aet": calling_aet}))
+        os.replace(tmp, self.spool_dir / name)
+
+    def drain_spool(self) -> int:
+        """Upload every spooled instance; return how many were uploaded (stops at the first failure)."""
+        if not self.spool_dir.exists():
+            return 0
+        done = 0
+        for meta_path in sorted(self.spool_dir.glob("*.json")):
+            data_path = meta_path.with_suffix("")
+            if not data_path.exists():
+                continue
+            meta = json.loads(meta_path.read_text())
+            try:
+                self._put(meta["key"], data_path.read_bytes(), meta.get("calling_aet"))
+            except Exception as exc:  # noqa: BLE001 - still down: keep the spool, try later
+                logger.warning("spool drain paused: %s", type(exc).__name__)
+                break
+            data_path.unlink()
+            meta_path.unlink()
+            done += 1
+        return done
+
+    def run_spool_drainer(self, interval_s: float = 5.0,
+                          stop: threading.Event | None = None) -> threading.Thread:
+        """Start a daemon thread that drains the spool every ``interval_s`` seconds."""
+        stop = stop or threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(interval_s):
+                try:
+                    self.drain_spool()
+                except Exception:  # the drainer must never die
+                    logger.exception("spool drain failed")
+                time.sleep(0)
+
+        thread = threading.Thread(target=loop, name="tmi-intake-spool", daemon=True)
+        thread.start()
+        return thread
+
+
+def _default_s3_client() -> Any:
+    """A boto3 S3 client honouring ``AWS_ENDPOINT_URL*`` (the environment Orthanc was started with)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(retries={"max_attempts": 2, "mode": "standard"},
+                                            connect_timeout=3, read_timeout=30))
+
+
+def from_config(config: dict[str, Any]) -> IntakeWriter:
+    """Build a writer from the ``Tmi`` section of the intake Orthanc configuration."""
+    return IntakeWriter(
+        bucket=str(config.get("IntakeBucket") or "tmi-intake"),
+        prefix=str(config.get("IntakePrefix") or "incoming/"),
+        spool_dir=Path(str(config.get("SpoolDirectory") or ".run/intake-spool")),
+    )

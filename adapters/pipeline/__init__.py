@@ -1,0 +1,1 @@
+"""The event-driven pipeline: intake object → de-identified research instance (or quarantine)."""

@@ -1,0 +1,99 @@
+"""The research Orthanc: STOW-RS and QIDO-RS through dicomweb-client, REST (health, lookups, deletes)
+through pyorthanc. Clients are created on first use; nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from tmi.errors import RetryableError
+
+logger = logging.getLogger(__name__)
+
+
+class ResearchOrthanc:
+    """Adapter for the research Orthanc (pipeline account: may store and delete)."""
+
+    def __init__(self, http_url: str, username: str = "", password: str = "", timeout_s: float = 60.0,
+                 dicomweb_root: str = "/dicom-web") -> None:
+        self.http_url = http_url.rstrip("/")
+        self.dicomweb_url = self.http_url + dicomweb_root
+        self._auth = (username, password) if username else None
+        self._timeout = timeout_s
+        self._local = threading.local()  # requests sessions are not thread-safe: one per thread
+
+    def _dicomweb(self) -> Any:
+        client = getattr(self._local, "dicomweb", None)
+        if client is None:
+            import requests
+            from dicomweb_client.api import DICOMwebClient
+
+            session = requests.Session()
+            if self._auth:
+                session.auth = self._auth
+            client = DICOMwebClient(url=self.dicomweb_url, session=session, timeout=self._timeout)
+            # One attempt per delivery: the queue's redelivery is our retry policy.
+            client.set_http_retry_params(retry=False)
+            self._local.dicomweb = client
+        return client
+
+    def _rest(self) -> Any:
+        client = getattr(self._local, "rest", None)
+        if client is None:
+            from pyorthanc import Orthanc
+
+            if self._auth:
+                client = Orthanc(self.http_url, username=self._auth[0], password=self._auth[1],
+                                 timeout=self._timeout)
+            else:
+                client = Orthanc(self.http_url, timeout=self._timeout)
+            self._local.rest = client
+        return client
+
+    def store(self, path: str) -> None:
+        """STOW-RS the DICOM file at ``path``; raise RetryableError when Orthanc is unavailable or refuses."""
+        import pydicom
+        import requests
+
+        dataset = pydicom.dcmread(path)
+        try:
+            response = self._dicomweb().store_instances(datasets=[dataset])
+        except (requests.RequestException, OSError) as exc:
+            raise RetryableError(f"research STOW-RS failed: {type(exc).__name__}") from exc
+        failed = getattr(response, "FailedSOPSequence", None)
+        if failed:
+            reasons = ",".join(str(getattr(item, "FailureReason", "?")) for item in failed)
+            raise RetryableError(f"research STOW-RS refused the instance (FailureReason {reasons})")
+
+    def search_instances(self, **search_filters: str) -> list[dict[str, Any]]:
+        """QIDO-RS instance search (e.g. ``PatientID="TMI-..."``); returns DICOM JSON results."""
+        return list(self._dicomweb().search_for_instances(search_filters=search_filters or None))
+
+    def healthy(self) -> bool:
+        """True when the REST API answers ``/system``."""
+        try:
+            self._rest().get_system()
+        except Exception:  # noqa: BLE001 - any failure means "not healthy"; the caller decides what to do
+            return False
+        return True
+
+    def find_instance(self, sop_instance_uid: str) -> str | None:
+        """Orthanc's id of the instance with ``sop_instance_uid``, or None."""
+        found = self._rest().post_tools_find(
+            json={"Level": "Instance", "Query": {"SOPInstanceUID": sop_instance_uid}})
+        return str(found[0]) if found else None
+
+    def delete_instance(self, sop_instance_uid: str) -> bool:
+        """Delete the instance with ``sop_instance_uid``; False when it was not there."""
+        import httpx
+
+        orthanc_id = self.find_instance(sop_instance_uid)
+        if orthanc_id is None:
+            return False
+        try:
+            self._rest().delete_instances_id(orthanc_id)
+        except httpx.HTTPError as exc:
+            raise RetryableError(f"research delete failed: {type(exc).__name__}") from exc
+        return True

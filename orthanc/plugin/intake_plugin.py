@@ -1,0 +1,57 @@
+"""TMI's Orthanc Python plugin: the only file in the project that imports ``orthanc``.
+
+It is thin on purpose. It reads the ``Tmi`` section of the Orthanc configuration, puts the project's
+virtualenv on ``sys.path`` (Orthanc embeds the system Python 3.11), and hands events to plain modules:
+
+* role ``intake``: the stored-instance callback gives every received instance to
+  ``adapters.intake_writer.IntakeWriter`` (→ intake bucket, ``incoming/...``), and a background thread
+  re-uploads instances spooled while the object store was unreachable;
+* role ``research``: an incoming-HTTP-request filter makes every account except the pipeline's read-only
+  (``adapters.research_access.allowed``), since Orthanc 1.10 has no per-user permissions.
+"""
+
+import json
+import sys
+
+import orthanc
+
+_CONFIG = json.loads(orthanc.GetConfiguration()).get("Tmi", {})
+for _path in _CONFIG.get("SysPath", []):
+    if _path and _path not in sys.path:
+        sys.path.append(_path)
+
+_ROLE = _CONFIG.get("Role", "intake")
+
+if _ROLE == "intake":
+    from adapters.intake_writer import from_config
+
+    _WRITER = from_config(_CONFIG)
+
+    def _on_stored_instance(dicom, instance_id):
+        """Orthanc stored an instance: copy it to the intake bucket (spool on failure)."""
+        key = _WRITER.write(instance_id, dicom.GetInstanceData(), dicom.GetInstanceRemoteAet())
+        orthanc.LogInfo(f"TMI intake: instance {instance_id} -> s3://{_WRITER.bucket}/{key}")
+
+    orthanc.RegisterOnStoredInstanceCallback(_on_stored_instance)
+    _WRITER.run_spool_drainer(float(_CONFIG.get("SpoolRetrySeconds", 5)))
+    orthanc.LogWarning(f"TMI intake plugin: writing to bucket {_WRITER.bucket}")
+
+elif _ROLE == "research":
+    from adapters.research_access import allowed
+
+    _WRITERS = tuple(_CONFIG.get("WriterUsers", []))
+    _METHODS = {
+        orthanc.HttpMethod.GET: "GET",
+        orthanc.HttpMethod.POST: "POST",
+        orthanc.HttpMethod.PUT: "PUT",
+        orthanc.HttpMethod.DELETE: "DELETE",
+    }
+
+    def _filter(uri, **request):
+        """Return True to let the request through (Orthanc still checks credentials)."""
+        method = request.get("method")
+        name = _METHODS.get(method, str(method))
+        return allowed(name, uri, request.get("headers") or {}, _WRITERS)
+
+    orthanc.RegisterIncomingHttpRequestFilter(_filter)
+    orthanc.LogWarning("TMI research plugin: researcher accounts are read-only")
