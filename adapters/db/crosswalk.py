@@ -1,0 +1,1030 @@
+"""The confidential crosswalk in PostgreSQL: resolve incoming PHI to persons, and administer them.
+
+``CrosswalkService`` is the one API the pipeline and the gateway call. Every method that reads PHI or
+writes takes an :class:`~tmi.crosswalk.model.Actor` and writes an ``audit_log`` row in the same
+transaction (no audit, no effect). Matching decisions come from the pure :func:`tmi.crosswalk.decide`;
+this module finds candidates, serializes concurrent resolves of one match key with a transaction-level
+advisory lock, and persists. Nothing here logs PHI.
+
+Typical use::
+
+    service = CrosswalkService.connect(dsn)           # opens a small psycopg pool
+    res = service.resolve(phi, source="intake:<key>")  # Resolution(person_id, pseudonym, alias, flags, …)
+    service.record_instance(person_id=res.person_id, identity_id=res.identity_id, ...)
+    provider = PgPseudonymProvider(service)           # tmi.ports.PseudonymProvider for the deid core
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row, dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from tmi.crosswalk.decide import Candidate, Decision, compare, decide
+from tmi.crosswalk.model import (
+    SYSTEM_ACTOR,
+    Actor,
+    AuditEntry,
+    ChangeResult,
+    Flag,
+    FlagDetail,
+    Identity,
+    InstanceRecord,
+    InvalidChangeError,
+    Link,
+    Note,
+    NoteVersion,
+    Person,
+    PersonDetail,
+    PersonSummary,
+    RepublishItem,
+    Resolution,
+    StudySummary,
+    UnknownRecordError,
+)
+from tmi.crosswalk.normalize import NormalizedName, NormalizedPHI, normalize_phi, raw_fingerprint
+from tmi.crosswalk.pseudonyms import alias_for, new_pseudonym
+from tmi.crosswalk.rules import MatchRules, load_rules
+from tmi.errors import RetryableError
+from tmi.ports import PatientPHI, PseudonymAssignment
+
+__all__ = [
+    "SYSTEM_ACTOR", "Actor", "AuditEntry", "ChangeResult", "CrosswalkService", "Flag", "FlagDetail",
+    "Identity", "InstanceRecord", "Link", "Note", "NoteVersion", "PersonDetail", "PersonSummary",
+    "PgPseudonymProvider", "RepublishItem", "Resolution",
+]
+
+logger = logging.getLogger(__name__)
+
+Conn = psycopg.Connection[Any]
+INSTANCE_STATES = ("received", "processing", "published", "quarantined", "republish_pending", "failed",
+                   "withdrawn")
+CORRECTABLE = {"patient_id": "patient_id", "issuer": "issuer", "institution": "institution",
+               "calling_aet": "calling_aet", "name": "patient_name", "patient_name": "patient_name",
+               "birth_date": "birth_date", "sex": "sex", "other_ids": "other_ids"}
+
+_IDENTITY_COLUMNS = sql.SQL(
+    "s.id, s.kind, s.corrects_id, s.patient_id, s.issuer, s.institution, s.calling_aet, s.patient_name, "
+    "s.birth_date, s.sex, s.other_ids, s.source, s.created_at, s.created_by, s.reason, "
+    "l.person_id::text AS person_id, l.method AS link_method, l.confidence::float8 AS link_confidence, "
+    "l.rule AS link_rule, "
+    "(SELECT max(c.id) FROM scan_identity c WHERE c.corrects_id = s.id) AS superseded_by"
+)
+_CANDIDATE_SELECT = (
+    "SELECT s.id, l.person_id::text AS person_id, s.clinic_key, s.patient_id_norm, s.name_alpha, "
+    "s.name_ideo, "
+    "s.name_phon, s.birth_date_norm, s.sex_norm "
+    "FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL "
+)
+_NOT_SUPERSEDED = "NOT EXISTS (SELECT 1 FROM scan_identity c WHERE c.corrects_id = s.id)"
+_FLAG_COLUMNS = (
+    "id, kind, status, identity_id, person_id::text AS person_id, other_person_id::text AS other_person_id, "
+    "other_identity_id, evidence, created_at, resolution, resolved_by, resolved_at"
+)
+_INSTANCE_SELECT = (
+    "SELECT i.id, st.original_study_uid, st.anon_study_uid, se.original_series_uid, se.anon_series_uid, "
+    "i.original_sop_uid, i.anon_sop_uid, i.person_id::text AS person_id, i.identity_id, st.accession, "
+    "st.study_date, i.intake_key, i.research_key, i.state, i.state_detail "
+    "FROM instance i JOIN series se ON se.id = i.series_id JOIN study st ON st.id = se.study_id "
+)
+
+
+def _lock_id(text: str) -> int:
+    """A signed 64-bit advisory-lock id for ``text`` (stable across processes)."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
+def _none_if_empty(value: str) -> str | None:
+    return value or None
+
+
+def _candidate(row: Mapping[str, Any]) -> Candidate:
+    return Candidate(
+        identity_id=int(row["id"]),
+        person_id=str(row["person_id"]),
+        phi=NormalizedPHI(
+            clinic=row["clinic_key"], patient_id=row["patient_id_norm"],
+            name=NormalizedName(row["name_alpha"] or "", row["name_ideo"] or "", row["name_phon"] or ""),
+            birth_date=row["birth_date_norm"], sex=row["sex_norm"],
+        ),
+    )
+
+
+class CrosswalkService:
+    """The crosswalk API over a psycopg 3 connection pool (see the module docstring)."""
+
+    def __init__(self, pool: ConnectionPool[Any], rules: MatchRules | None = None) -> None:
+        self._pool = pool
+        self.rules = rules or load_rules()
+
+    @classmethod
+    def connect(cls, dsn: str, *, rules: MatchRules | None = None, min_size: int = 1, max_size: int = 4,
+                ) -> CrosswalkService:
+        """Open a pool on ``dsn`` (nothing connects before this call) and return the service."""
+        pool: ConnectionPool[Any] = ConnectionPool(dsn, min_size=min_size, max_size=max_size, open=False,
+                                                   name="tmi-crosswalk")
+        pool.open(wait=True, timeout=30)
+        return cls(pool, rules)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> CrosswalkService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Conn]:
+        """One transaction; connection-level failures become :class:`RetryableError`."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise RetryableError(f"crosswalk database unavailable: {type(exc).__name__}") from exc
+
+    # ------------------------------------------------------------------ audit
+    @staticmethod
+    def _audit(conn: Conn, actor: Actor, action: str, target_type: str | None, target_id: object | None,
+               detail: Mapping[str, Any] | None = None) -> None:
+        conn.execute(
+            "INSERT INTO audit_log (actor, role, action, target_type, target_id, request_id, detail) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (actor.name, actor.role, action, target_type, None if target_id is None else str(target_id),
+             actor.request_id, Jsonb(dict(detail or {}))),
+        )
+
+    # ------------------------------------------------------------------ resolve
+    def resolve(self, phi: PatientPHI, *, source: str | None = None, actor: Actor = SYSTEM_ACTOR,
+                ) -> Resolution:
+        """Find or create the person for ``phi`` by the matching rules; raise flags; audit.
+
+        Identical arrivals (same raw PHI) share one scan identity and return at once. Otherwise the
+        match key (clinic, patient ID) — and the normalized name + birth date, for rule 4 — are locked
+        for the transaction, so two workers resolving one brand-new patient create exactly one person.
+        ``source`` is a PHI-free provenance string (e.g. the intake object key).
+        """
+        fingerprint = raw_fingerprint(phi)
+        with self._tx() as conn:
+            found = self._by_fingerprint(conn, fingerprint)
+            if found is not None:
+                self._audit(conn, actor, "crosswalk.resolve", "person", found.person_id,
+                            {"identity_id": found.identity_id, "rule": found.rule})
+                return found
+            norm = normalize_phi(phi, self.rules.clinic_key_fields)
+            self._lock_for(conn, norm, fingerprint)
+            found = self._by_fingerprint(conn, fingerprint)  # someone may have won the race meanwhile
+            if found is not None:
+                self._audit(conn, actor, "crosswalk.resolve", "person", found.person_id,
+                            {"identity_id": found.identity_id, "rule": found.rule})
+                return found
+            same_key = self._same_key_candidates(conn, norm)
+            decision = decide(norm, same_key, (), self.rules)
+            if decision.action != "link" or self.rules.possible_same_person == "link_and_flag":
+                decision = decide(norm, same_key, self._other_candidates(conn, norm), self.rules)
+            return self._persist_resolution(conn, phi, norm, fingerprint, decision, source, actor)
+
+    def _by_fingerprint(self, conn: Conn, fingerprint: str) -> Resolution | None:
+        row = conn.execute(
+            "SELECT s.id, p.id::text, p.pseudonym, p.alias, "
+            "       ARRAY(SELECT DISTINCT f.kind FROM review_flag f "
+            "             WHERE f.identity_id = s.id AND f.status = 'open' ORDER BY f.kind) "
+            "FROM scan_identity s "
+            "JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL "
+            "JOIN person p ON p.id = l.person_id "
+            "WHERE s.fingerprint = %s AND s.kind = 'arrived'",
+            (fingerprint,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Resolution(person_id=row[1], pseudonym=row[2], alias=row[3], flags=tuple(row[4]),
+                          identity_id=int(row[0]), created_person=False, rule="exact_arrival")
+
+    def _lock_for(self, conn: Conn, norm: NormalizedPHI, fingerprint: str) -> None:
+        keys = set()
+        key = norm.match_key
+        keys.add(_lock_id("key\x1f" + "\x1f".join(key)) if key else _lock_id("fp\x1f" + fingerprint))
+        if norm.name.key:
+            keys.add(_lock_id("phi\x1f" + norm.name.key + "\x1f" + (norm.birth_date or "")))
+        for lock in sorted(keys):  # one global order: no deadlocks between workers
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+
+    def _same_key_candidates(self, conn: Conn, norm: NormalizedPHI) -> list[Candidate]:
+        if norm.match_key is None:
+            return []
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(_CANDIDATE_SELECT + "WHERE s.clinic_key = %s AND s.patient_id_norm = %s AND "
+                        + _NOT_SUPERSEDED, norm.match_key)
+            return [_candidate(r) for r in cur.fetchall()]
+
+    def _other_candidates(self, conn: Conn, norm: NormalizedPHI) -> list[Candidate]:
+        """Identities under other keys sharing the normalized name, or the birth date (fuzzy flags)."""
+        out: dict[int, Candidate] = {}
+        limit = self.rules.max_candidates
+        other_key = "(s.clinic_key IS DISTINCT FROM %s OR s.patient_id_norm IS DISTINCT FROM %s)"
+        key = norm.match_key or (None, None)
+        with conn.cursor(row_factory=dict_row) as cur:
+            if norm.name.key:
+                cur.execute(_CANDIDATE_SELECT + "WHERE s.name_key = %s AND " + other_key + " AND "
+                            + _NOT_SUPERSEDED + " ORDER BY s.id LIMIT %s", (norm.name.key, *key, limit))
+                out.update((c.identity_id, c) for c in map(_candidate, cur.fetchall()))
+            if norm.birth_date and norm.name.key:
+                cur.execute(_CANDIDATE_SELECT + "WHERE s.birth_date_norm = %s AND " + other_key + " AND "
+                            + _NOT_SUPERSEDED + " ORDER BY s.id LIMIT %s",
+                            (norm.birth_date, *key, limit * 4))
+                out.update((c.identity_id, c) for c in map(_candidate, cur.fetchall()))
+        return list(out.values())
+
+    def _insert_identity(self, conn: Conn, phi: PatientPHI, norm: NormalizedPHI, *, kind: str,
+                         fingerprint: str | None, source: str | None, actor: Actor,
+                         corrects_id: int | None = None, reason: str | None = None) -> int:
+        row = conn.execute(
+            "INSERT INTO scan_identity (kind, corrects_id, patient_id, issuer, institution, calling_aet, "
+            " patient_name, birth_date, sex, other_ids, clinic_key, patient_id_norm, name_key, name_alpha, "
+            " name_ideo, name_phon, birth_date_norm, sex_norm, fingerprint, source, created_by, "
+            "created_role, "
+            " request_id, reason) "
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+            (kind, corrects_id, phi.patient_id, phi.issuer, phi.institution, phi.calling_aet, phi.name,
+             phi.birth_date, phi.sex, list(phi.other_ids), norm.clinic, norm.patient_id,
+             _none_if_empty(norm.name.key), _none_if_empty(norm.name.alphabetic),
+             _none_if_empty(norm.name.ideographic), _none_if_empty(norm.name.phonetic), norm.birth_date,
+             norm.sex, fingerprint, source, actor.name, actor.role, actor.request_id, reason),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def _new_person(self, conn: Conn, sex: str | None, actor: Actor) -> tuple[str, str, str]:
+        while True:  # 50 random bits: a clash is astronomically rare, but the constraint decides
+            pseudonym = new_pseudonym()
+            row = conn.execute(
+                "INSERT INTO person (pseudonym, alias, sex, created_by) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (pseudonym) DO NOTHING RETURNING id::text",
+                (pseudonym, alias_for(pseudonym, sex), sex, actor.name),
+            ).fetchone()
+            if row is not None:
+                return str(row[0]), pseudonym, alias_for(pseudonym, sex)
+
+    @staticmethod
+    def _link(conn: Conn, identity_id: int, person_id: str, *, method: str, confidence: float, rule: str,
+              actor: Actor, provenance: Mapping[str, Any], change_id: int | None = None) -> None:
+        conn.execute(
+            "INSERT INTO identity_link (identity_id, person_id, method, confidence, rule, provenance, "
+            "change_id, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (identity_id, person_id, method, confidence, rule, Jsonb(dict(provenance)), change_id,
+             actor.name),
+        )
+
+    @staticmethod
+    def _close_links(conn: Conn, identity_ids: Sequence[int], actor: Actor) -> None:
+        conn.execute(
+            "UPDATE identity_link SET valid_to = now(), closed_by = %s "
+            "WHERE identity_id = ANY(%s) AND valid_to IS NULL",
+            (actor.name, list(identity_ids)),
+        )
+
+    def _persist_resolution(self, conn: Conn, phi: PatientPHI, norm: NormalizedPHI, fingerprint: str,
+                            decision: Decision, source: str | None, actor: Actor) -> Resolution:
+        identity_id = self._insert_identity(conn, phi, norm, kind="arrived", fingerprint=fingerprint,
+                                            source=source, actor=actor)
+        created = decision.action == "new_person"
+        if created:
+            person_id, pseudonym, alias = self._new_person(conn, norm.sex, actor)
+            method, confidence = "exact", 1.0
+        else:
+            assert decision.person_id is not None
+            person_id = decision.person_id
+            prow = conn.execute("SELECT pseudonym, alias FROM person WHERE id = %s",
+                                (person_id,)).fetchone()
+            assert prow is not None
+            pseudonym, alias = str(prow[0]), str(prow[1])
+            method, confidence = decision.method, decision.confidence
+        self._link(conn, identity_id, person_id, method=method, confidence=confidence, rule=decision.rule,
+                   actor=actor, provenance={"source": source, "rules_version": self.rules.version,
+                                            "flags": list(decision.flag_kinds)})
+        if decision.flags:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO review_flag (kind, identity_id, person_id, other_person_id, "
+                    "other_identity_id, evidence, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    [(f.kind, identity_id, person_id, f.person_id, f.identity_id, Jsonb(f.evidence),
+                      actor.name) for f in decision.flags],
+                )
+        self._audit(conn, actor, "crosswalk.resolve", "person", person_id,
+                    {"identity_id": identity_id, "rule": decision.rule, "created_person": created,
+                     "flags": list(decision.flag_kinds), "source": source})
+        return Resolution(person_id=person_id, pseudonym=pseudonym, alias=alias, flags=decision.flag_kinds,
+                          identity_id=identity_id, created_person=created, rule=decision.rule)
+
+    # ------------------------------------------------------------------ instances
+    def record_instance(self, *, person_id: str, identity_id: int, original_study_uid: str,
+                        anon_study_uid: str, original_series_uid: str, anon_series_uid: str,
+                        original_sop_uid: str, anon_sop_uid: str, accession: str | None = None,
+                        study_date: str | None = None, modality: str | None = None,
+                        sop_class_uid: str | None = None, intake_key: str | None = None,
+                        research_key: str | None = None, state: str = "received",
+                        state_detail: str | None = None, actor: Actor = SYSTEM_ACTOR) -> InstanceRecord:
+        """Record (or update, by original SOP instance UID) one instance with its study and series.
+
+        A study or series already known keeps the anonymized UID it was first given, so images of one
+        study arriving weeks apart share one anonymized study UID (rule 6); the returned record carries
+        the stored UIDs, which callers must use.
+        """
+        if state not in INSTANCE_STATES:
+            raise InvalidChangeError(f"unknown instance state {state!r}")
+        with self._tx() as conn:
+            study_row = conn.execute(
+                "INSERT INTO study (original_study_uid, anon_study_uid, person_id, accession, study_date) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (original_study_uid) DO UPDATE SET "
+                " accession = COALESCE(study.accession, EXCLUDED.accession), "
+                " study_date = COALESCE(study.study_date, EXCLUDED.study_date), updated_at = now() "
+                "RETURNING id",
+                (original_study_uid, anon_study_uid, person_id, accession, study_date),
+            ).fetchone()
+            assert study_row is not None
+            series_row = conn.execute(
+                "INSERT INTO series (study_id, original_series_uid, anon_series_uid, modality) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (original_series_uid) DO UPDATE SET "
+                " modality = COALESCE(series.modality, EXCLUDED.modality) RETURNING id",
+                (study_row[0], original_series_uid, anon_series_uid, modality),
+            ).fetchone()
+            assert series_row is not None
+            inst_row = conn.execute(
+                "INSERT INTO instance (series_id, original_sop_uid, anon_sop_uid, sop_class_uid, person_id, "
+                " identity_id, intake_key, research_key, state, state_detail) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (original_sop_uid) DO "
+                "UPDATE SET "
+                " intake_key = COALESCE(EXCLUDED.intake_key, instance.intake_key), "
+                " research_key = COALESCE(EXCLUDED.research_key, instance.research_key), "
+                " state = EXCLUDED.state, state_detail = EXCLUDED.state_detail, updated_at = now() "
+                "RETURNING id",
+                (series_row[0], original_sop_uid, anon_sop_uid, sop_class_uid, person_id, identity_id,
+                 intake_key, research_key, state, state_detail),
+            ).fetchone()
+            assert inst_row is not None
+            self._audit(conn, actor, "crosswalk.instance.record", "instance", inst_row[0],
+                        {"person_id": person_id, "state": state})
+            return self._instance(conn, int(inst_row[0]))
+
+    def set_instance_state(self, instance_id: int, state: str, *, research_key: str | None = None,
+                           detail: str | None = None, actor: Actor = SYSTEM_ACTOR) -> InstanceRecord:
+        """Move an instance to ``state`` (e.g. ``published`` after a (re)publish), optionally its key."""
+        if state not in INSTANCE_STATES:
+            raise InvalidChangeError(f"unknown instance state {state!r}")
+        with self._tx() as conn:
+            updated = conn.execute(
+                "UPDATE instance SET state = %s, state_detail = %s, "
+                "research_key = COALESCE(%s, research_key), updated_at = now() WHERE id = %s",
+                (state, detail, research_key, instance_id),
+            ).rowcount
+            if not updated:
+                raise UnknownRecordError(f"instance {instance_id} not found")
+            self._audit(conn, actor, "crosswalk.instance.state", "instance", instance_id, {"state": state})
+            return self._instance(conn, instance_id)
+
+    @staticmethod
+    def _instance(conn: Conn, instance_id: int) -> InstanceRecord:
+        with conn.cursor(row_factory=class_row(InstanceRecord)) as cur:
+            cur.execute(_INSTANCE_SELECT + "WHERE i.id = %s", (instance_id,))
+            record = cur.fetchone()
+        if record is None:
+            raise UnknownRecordError(f"instance {instance_id} not found")
+        return record
+
+    def instance_by_original_uid(self, original_sop_uid: str, *, actor: Actor) -> InstanceRecord | None:
+        """The instance recorded for an original SOP instance UID (confidential read; audited)."""
+        with self._tx() as conn:
+            with conn.cursor(row_factory=class_row(InstanceRecord)) as cur:
+                cur.execute(_INSTANCE_SELECT + "WHERE i.original_sop_uid = %s", (original_sop_uid,))
+                record = cur.fetchone()
+            self._audit(conn, actor, "crosswalk.instance.read", "instance",
+                        record.id if record else None, {"found": record is not None})
+            return record
+
+    # ------------------------------------------------------------------ notes
+    def add_dicom_notes(self, person_id: str, notes: Iterable[tuple[str, str] | str], *,
+                        actor: Actor = SYSTEM_ACTOR) -> int:
+        """Attach free text taken out of an instance (``(keyword, text)`` pairs or plain text) to a person.
+
+        Identical text for one person is stored once (every instance of a study usually repeats it).
+        Returns how many new notes were added.
+        """
+        added = 0
+        with self._tx() as conn:
+            self._require_person(conn, person_id)
+            for item in notes:
+                keyword, text = (None, item) if isinstance(item, str) else item
+                text = text.strip()
+                if not text:
+                    continue
+                digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+                row = conn.execute(
+                    "INSERT INTO note (person_id, source, keyword, origin_sha256, created_by) "
+                    "VALUES (%s, 'dicom', %s, %s, %s) ON CONFLICT (person_id, origin_sha256) "
+                    "WHERE source = 'dicom' DO NOTHING RETURNING id",
+                    (person_id, keyword, digest, actor.name),
+                ).fetchone()
+                if row is None:
+                    continue
+                conn.execute(
+                    "INSERT INTO note_version (note_id, version, body, edited_by, edited_role, request_id) "
+                    "VALUES (%s, 1, %s, %s, %s, %s)",
+                    (row[0], text, actor.name, actor.role, actor.request_id))
+                added += 1
+            self._audit(conn, actor, "crosswalk.notes.add_dicom", "person", person_id, {"added": added})
+        return added
+
+    def add_note(self, person_id: str, body: str, *, actor: Actor) -> Note:
+        """Add an admin note (version 1) to a person."""
+        if not body.strip():
+            raise InvalidChangeError("a note needs text")
+        with self._tx() as conn:
+            self._require_person(conn, person_id)
+            row = conn.execute(
+                "INSERT INTO note (person_id, source, created_by) VALUES (%s, 'admin', %s) RETURNING id",
+                (person_id, actor.name)).fetchone()
+            assert row is not None
+            conn.execute(
+                "INSERT INTO note_version (note_id, version, body, edited_by, edited_role, request_id) "
+                "VALUES (%s, 1, %s, %s, %s, %s)", (row[0], body, actor.name, actor.role, actor.request_id))
+            self._audit(conn, actor, "crosswalk.note.add", "note", row[0], {"person_id": person_id})
+            return self._note(conn, int(row[0]))
+
+    def edit_note(self, note_id: int, body: str, *, actor: Actor, reason: str | None = None) -> Note:
+        """Record a new version of a note; earlier versions stay (``Note.history``)."""
+        if not body.strip():
+            raise InvalidChangeError("a note needs text")
+        with self._tx() as conn:
+            row = conn.execute("SELECT id FROM note WHERE id = %s FOR UPDATE", (note_id,)).fetchone()
+            if row is None:
+                raise UnknownRecordError(f"note {note_id} not found")
+            conn.execute(
+                "INSERT INTO note_version (note_id, version, body, edited_by, edited_role, "
+                "request_id, reason) "
+                "SELECT %s, max(version) + 1, %s, %s, %s, %s, %s FROM note_version WHERE note_id = %s",
+                (note_id, body, actor.name, actor.role, actor.request_id, reason, note_id))
+            self._audit(conn, actor, "crosswalk.note.edit", "note", note_id, {"reason_given": bool(reason)})
+            return self._note(conn, note_id)
+
+    def note(self, note_id: int, *, actor: Actor) -> Note:
+        """A note with its full history (PHI read; audited)."""
+        with self._tx() as conn:
+            note = self._note(conn, note_id)
+            self._audit(conn, actor, "crosswalk.note.read", "note", note_id)
+            return note
+
+    @staticmethod
+    def _notes_where(conn: Conn, where: sql.Composable, params: Sequence[Any]) -> list[Note]:
+        with conn.cursor(row_factory=class_row(NoteVersion)) as cur:
+            cur.execute(sql.SQL(
+                "SELECT v.note_id, v.version, v.body, v.edited_at, v.edited_by, v.reason "
+                "FROM note_version v JOIN note n ON n.id = v.note_id WHERE {} ORDER BY v.note_id, v.version"
+            ).format(where), params)
+            versions = cur.fetchall()
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(sql.SQL(
+                "SELECT n.id, n.person_id::text AS person_id, n.source, n.keyword, n.created_at, "
+                "n.created_by "
+                "FROM note n WHERE {} ORDER BY n.id").format(where), params)
+            heads = cur.fetchall()
+        by_note: dict[int, list[NoteVersion]] = {}
+        for v in versions:
+            by_note.setdefault(v.note_id, []).append(v)
+        notes = []
+        for head in heads:
+            history = tuple(by_note.get(head["id"], ()))
+            latest = history[-1]
+            notes.append(Note(id=head["id"], person_id=head["person_id"], source=head["source"],
+                              keyword=head["keyword"], created_at=head["created_at"],
+                              created_by=head["created_by"], version=latest.version, body=latest.body,
+                              history=history))
+        return notes
+
+    def _note(self, conn: Conn, note_id: int) -> Note:
+        notes = self._notes_where(conn, sql.SQL("n.id = %s"), (note_id,))
+        if not notes:
+            raise UnknownRecordError(f"note {note_id} not found")
+        return notes[0]
+
+    # ------------------------------------------------------------------ flags
+    def list_flags(self, *, actor: Actor, status: str | None = "open", kind: str | None = None,
+                   person_id: str | None = None, limit: int = 100, before_id: int | None = None,
+                   ) -> list[Flag]:
+        """Review flags, newest first (evidence names fields, no PHI values); audited."""
+        clauses: list[sql.Composable] = [sql.SQL("TRUE")]
+        params: list[Any] = []
+        for column, value in (("status", status), ("kind", kind)):
+            if value is not None:
+                clauses.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+                params.append(value)
+        if person_id is not None:
+            clauses.append(sql.SQL("(person_id = %s OR other_person_id = %s)"))
+            params += [person_id, person_id]
+        if before_id is not None:
+            clauses.append(sql.SQL("id < %s"))
+            params.append(before_id)
+        with self._tx() as conn:
+            with conn.cursor(row_factory=class_row(Flag)) as cur:
+                cur.execute(sql.SQL("SELECT " + _FLAG_COLUMNS + " FROM review_flag WHERE {} "  # noqa: S608 - constant SQL fragments; values are parameters
+                                    "ORDER BY id DESC LIMIT %s").format(sql.SQL(" AND ").join(clauses)),
+                            [*params, limit])
+                flags = cur.fetchall()
+            self._audit(conn, actor, "crosswalk.flags.list", "review_flag", None,
+                        {"status": status, "kind": kind, "person_id": person_id, "count": len(flags)})
+            return flags
+
+    def flag_detail(self, flag_id: int, *, actor: Actor) -> FlagDetail:
+        """A flag with the incoming and the compared identity side by side (PHI read; audited)."""
+        with self._tx() as conn:
+            flag = self._flag(conn, flag_id)
+            identity = self._identity(conn, flag.identity_id)
+            other = self._identity(conn, flag.other_identity_id) if flag.other_identity_id else None
+            differing: tuple[str, ...] = tuple(flag.evidence.get("differing_fields", ()))
+            if other is not None:
+                differing = compare(normalize_phi(_phi_of(identity), self.rules.clinic_key_fields),
+                                    normalize_phi(_phi_of(other), self.rules.clinic_key_fields),
+                                    self.rules.compared_fields).differing
+            self._audit(conn, actor, "crosswalk.flag.read", "review_flag", flag_id,
+                        {"identity_ids": [i.id for i in (identity, other) if i is not None]})
+            return FlagDetail(flag=flag, identity=identity, other_identity=other, differing_fields=differing)
+
+    def resolve_flag(self, flag_id: int, resolution: str, *, actor: Actor, dismiss: bool = False) -> Flag:
+        """Close an open flag with a resolution text (``dismiss=True``: it was a false alarm)."""
+        if not resolution.strip():
+            raise InvalidChangeError("a resolution needs text")
+        with self._tx() as conn:
+            self._close_flag(conn, flag_id, resolution, actor, dismiss=dismiss)
+            self._audit(conn, actor, "crosswalk.flag.resolve", "review_flag", flag_id,
+                        {"status": "dismissed" if dismiss else "resolved"})
+            return self._flag(conn, flag_id)
+
+    @staticmethod
+    def _close_flag(conn: Conn, flag_id: int, resolution: str, actor: Actor, *,
+                    dismiss: bool = False) -> None:
+        row = conn.execute("SELECT status FROM review_flag WHERE id = %s FOR UPDATE", (flag_id,)).fetchone()
+        if row is None:
+            raise UnknownRecordError(f"flag {flag_id} not found")
+        if row[0] != "open":
+            raise InvalidChangeError(f"flag {flag_id} is already {row[0]}")
+        conn.execute(
+            "UPDATE review_flag SET status = %s, resolution = %s, resolved_by = %s, resolved_role = %s, "
+            "resolved_at = now(), resolve_request_id = %s WHERE id = %s",
+            ("dismissed" if dismiss else "resolved", resolution, actor.name, actor.role, actor.request_id,
+             flag_id))
+
+    @staticmethod
+    def _flag(conn: Conn, flag_id: int) -> Flag:
+        with conn.cursor(row_factory=class_row(Flag)) as cur:
+            cur.execute("SELECT " + _FLAG_COLUMNS + " FROM review_flag WHERE id = %s", (flag_id,))  # noqa: S608 - constant SQL fragments; values are parameters
+            flag = cur.fetchone()
+        if flag is None:
+            raise UnknownRecordError(f"flag {flag_id} not found")
+        return flag
+
+    # ------------------------------------------------------------------ identities and persons
+    @staticmethod
+    def _identity(conn: Conn, identity_id: int) -> Identity:
+        with conn.cursor(row_factory=class_row(Identity)) as cur:
+            cur.execute(sql.SQL("SELECT {} FROM scan_identity s LEFT JOIN identity_link l "
+                                "ON l.identity_id = s.id AND l.valid_to IS NULL WHERE s.id = %s")
+                        .format(_IDENTITY_COLUMNS), (identity_id,))
+            identity = cur.fetchone()
+        if identity is None:
+            raise UnknownRecordError(f"identity {identity_id} not found")
+        return identity
+
+    @staticmethod
+    def _require_person(conn: Conn, person_id: str, *, lock: bool = False) -> Person:
+        with conn.cursor(row_factory=class_row(Person)) as cur:
+            cur.execute("SELECT id::text AS id, pseudonym, alias, sex, status, merged_into::text AS "  # noqa: S608 - constant SQL fragments; values are parameters
+                        "merged_into, "
+                        "created_at FROM person WHERE id = %s" + (" FOR UPDATE" if lock else ""),
+                        (_uuid_or_none(person_id),))
+            person = cur.fetchone()
+        if person is None:
+            raise UnknownRecordError(f"person {person_id} not found")
+        return person
+
+    def identity(self, identity_id: int, *, actor: Actor) -> Identity:
+        """One scan identity with its current link (PHI read; audited)."""
+        with self._tx() as conn:
+            identity = self._identity(conn, identity_id)
+            self._audit(conn, actor, "crosswalk.identity.read", "identity", identity_id)
+            return identity
+
+    def search_persons(self, *, actor: Actor, name: str | None = None, birth_date: str | None = None,
+                       patient_id: str | None = None, clinic: str | None = None, limit: int = 50,
+                       ) -> list[PersonSummary]:
+        """Find persons by PHI: name tokens (normalized, any order), birth date, patient ID, clinic text.
+
+        Criteria combine with AND; at least one is required. A PHI read: audited (which criteria were
+        used and how many hits, never the values).
+        """
+        norm = normalize_phi(PatientPHI(name=name, birth_date=birth_date, patient_id=patient_id))
+        clauses: list[str] = []
+        params: list[Any] = []
+        for token in norm.name.key.split():
+            clauses.append("(s.name_alpha LIKE %s OR s.name_key LIKE %s)")
+            params += [f"%{token}%", f"%{token}%"]
+        if birth_date:
+            clauses.append("s.birth_date_norm = %s")
+            params.append(norm.birth_date or birth_date)
+        if patient_id:
+            clauses.append("s.patient_id_norm = %s")
+            params.append(norm.patient_id)
+        if clinic:
+            clauses.append("s.clinic_key LIKE %s")
+            params.append("%" + _like_escape(" ".join(clinic.casefold().split())) + "%")
+        if not clauses:
+            raise InvalidChangeError("search_persons needs at least one criterion")
+        query = (
+            "SELECT DISTINCT ON (p.id) p.id::text AS person_id, p.pseudonym, p.alias, p.sex, "  # noqa: S608 - constant SQL fragments; values are parameters
+            " s.patient_name, s.birth_date, s.patient_id, "
+            " coalesce(s.issuer, s.institution, s.calling_aet) AS clinic, "
+            " (SELECT count(*) FROM identity_link x WHERE x.person_id = p.id AND x.valid_to IS NULL)::int "
+            "   AS identities "
+            "FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL "
+            "JOIN person p ON p.id = l.person_id "
+            "WHERE " + " AND ".join(clauses) + " ORDER BY p.id, s.id DESC LIMIT %s"
+        )
+        with self._tx() as conn:
+            with conn.cursor(row_factory=class_row(PersonSummary)) as cur:
+                cur.execute(query, [*params, limit])
+                hits = cur.fetchall()
+            self._audit(conn, actor, "crosswalk.search", "person", None,
+                        {"criteria": [k for k, v in (("name", name), ("birth_date", birth_date),
+                                                     ("patient_id", patient_id), ("clinic", clinic)) if v],
+                         "hits": len(hits)})
+            return hits
+
+    def person_by_pseudonym(self, pseudonym: str, *, actor: Actor) -> Person:
+        """Look a person up by pseudonym (re-identification; audited)."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT id::text FROM person WHERE pseudonym = %s", (pseudonym,)).fetchone()
+            if row is None:
+                raise UnknownRecordError("no person with that pseudonym")
+            person = self._require_person(conn, str(row[0]))
+            self._audit(conn, actor, "crosswalk.person.by_pseudonym", "person", person.id)
+            return person
+
+    def person_detail(self, person_id: str, *, actor: Actor) -> PersonDetail:
+        """Everything about one person: identities (PHI), link history, studies, notes, flags; audited."""
+        with self._tx() as conn:
+            person = self._require_person(conn, person_id)
+            with conn.cursor(row_factory=class_row(Identity)) as cur:
+                cur.execute(sql.SQL(
+                    "SELECT {} FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id "
+                    "AND l.valid_to IS NULL WHERE l.person_id = %s ORDER BY s.id").format(_IDENTITY_COLUMNS),
+                    (person_id,))
+                identities = tuple(cur.fetchall())
+            with conn.cursor(row_factory=class_row(Link)) as cur:
+                cur.execute(
+                    "SELECT id, identity_id, person_id::text AS person_id, method, confidence::float8 AS "
+                    "confidence, rule, change_id, valid_from, valid_to, created_by, closed_by "
+                    "FROM identity_link WHERE person_id = %s OR identity_id IN "
+                    "(SELECT identity_id FROM identity_link WHERE person_id = %s) ORDER BY id",
+                    (person_id, person_id))
+                links = tuple(cur.fetchall())
+            with conn.cursor(row_factory=class_row(StudySummary)) as cur:
+                cur.execute(
+                    "SELECT st.id, st.original_study_uid, st.anon_study_uid, st.accession, st.study_date, "
+                    " count(i.id)::int AS instances FROM study st JOIN series se ON se.study_id = st.id "
+                    "JOIN instance i ON i.series_id = se.id WHERE i.person_id = %s "
+                    "GROUP BY st.id ORDER BY st.study_date NULLS LAST, st.id", (person_id,))
+                studies = tuple(cur.fetchall())
+            notes = tuple(self._notes_where(conn, sql.SQL("n.person_id = %s"), (person_id,)))
+            with conn.cursor(row_factory=class_row(Flag)) as cur:
+                cur.execute("SELECT " + _FLAG_COLUMNS + " FROM review_flag WHERE person_id = %s "  # noqa: S608 - constant SQL fragments; values are parameters
+                            "OR other_person_id = %s ORDER BY id", (person_id, person_id))
+                flags = tuple(cur.fetchall())
+            self._audit(conn, actor, "crosswalk.person.read", "person", person_id,
+                        {"identities": len(identities), "notes": len(notes)})
+            return PersonDetail(person=person, identities=identities, links=links, studies=studies,
+                                notes=notes, flags=flags)
+
+    # ------------------------------------------------------------------ changes
+    def _change(self, conn: Conn, kind: str, actor: Actor, reason: str, detail: Mapping[str, Any]) -> int:
+        if not reason or not reason.strip():
+            raise InvalidChangeError(f"a {kind} needs a reason")
+        row = conn.execute(
+            "INSERT INTO person_change (kind, actor, role, request_id, reason, detail) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (kind, actor.name, actor.role, actor.request_id, reason, Jsonb(dict(detail)))).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    @staticmethod
+    def _emit_republish(conn: Conn, change_id: int, reason: str, instance_rows: Sequence[tuple[Any, ...]],
+                        new_person_id: str) -> int:
+        """Insert one republish item per (instance id, old person id) row."""
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO republish_item (change_id, instance_id, reason, old_person_id, new_person_id) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                [(change_id, r[0], reason, r[1], new_person_id) for r in instance_rows])
+        return len(instance_rows)
+
+    def confirm(self, identity_id: int, *, actor: Actor, reason: str, flag_id: int | None = None,
+                ) -> ChangeResult:
+        """An admin confirms an identity belongs to its current person (link becomes ``admin``, 1.0);
+        the flag named, if any, is resolved as confirmed."""
+        with self._tx() as conn:
+            identity = self._identity(conn, identity_id)
+            if identity.person_id is None:
+                raise InvalidChangeError(f"identity {identity_id} has no current link")
+            change_id = self._change(conn, "confirm", actor, reason,
+                                     {"identity_id": identity_id, "person_id": identity.person_id})
+            self._close_links(conn, [identity_id], actor)
+            self._link(conn, identity_id, identity.person_id, method="admin", confidence=1.0,
+                       rule="admin_confirm", actor=actor, provenance={"change_id": change_id},
+                       change_id=change_id)
+            if flag_id is not None:
+                self._close_flag(conn, flag_id, "confirmed", actor)
+            self._audit(conn, actor, "crosswalk.confirm", "identity", identity_id,
+                        {"change_id": change_id, "person_id": identity.person_id, "flag_id": flag_id})
+            return ChangeResult(change_id=change_id, kind="confirm", person_ids=(identity.person_id,),
+                                identity_ids=(identity_id,))
+
+    def merge(self, keep_person_id: str, merge_person_ids: Sequence[str], *, actor: Actor, reason: str,
+              ) -> ChangeResult:
+        """Merge persons into ``keep_person_id``: their identities are re-linked (old links closed), their
+        instances, studies and notes move, open flags between them are resolved, and every moved instance
+        gets a republish item (it must be re-published under the kept pseudonym)."""
+        others = list(dict.fromkeys(merge_person_ids))
+        if not others or keep_person_id in others:
+            raise InvalidChangeError("merge needs other persons than the one kept")
+        with self._tx() as conn:
+            for pid in sorted([keep_person_id, *others]):  # lock in one order
+                person = self._require_person(conn, pid, lock=True)
+                if person.status != "active":
+                    raise InvalidChangeError(f"person {pid} is already merged")
+            change_id = self._change(conn, "merge", actor, reason, {"kept": keep_person_id, "merged": others})
+            moved = [int(r[0]) for r in conn.execute(
+                "SELECT identity_id FROM identity_link WHERE person_id = ANY(%s::uuid[]) AND "
+                "valid_to IS NULL",
+                (others,)).fetchall()]
+            self._close_links(conn, moved, actor)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO identity_link (identity_id, person_id, method, confidence, rule, "
+                    "provenance, "
+                    "change_id, created_by) VALUES (%s, %s, 'admin', 1.0, 'admin_merge', %s, %s, %s)",
+                    [(i, keep_person_id, Jsonb({"change_id": change_id}), change_id, actor.name)
+                     for i in moved])
+            conn.execute("UPDATE person SET status = 'merged', merged_into = %s, updated_at = now() "
+                         "WHERE id = ANY(%s::uuid[])", (keep_person_id, others))
+            instances = conn.execute(
+                "UPDATE instance i SET person_id = %s, state = 'republish_pending', updated_at = now() "
+                "FROM instance o WHERE o.id = i.id AND i.person_id = ANY(%s::uuid[]) "
+                "RETURNING i.id, o.person_id", (keep_person_id, others)).fetchall()
+            conn.execute("UPDATE study SET person_id = %s, updated_at = now() WHERE person_id = "
+                         "ANY(%s::uuid[])",
+                         (keep_person_id, others))
+            items = self._emit_republish(conn, change_id, "merge", instances, keep_person_id)
+            self._move_notes(conn, others, keep_person_id)
+            conn.execute(
+                "UPDATE review_flag SET status = 'resolved', resolution = 'merged', resolved_by = %s, "
+                "resolved_role = %s, resolved_at = now(), resolve_request_id = %s "
+                "WHERE status = 'open' AND person_id = ANY(%s::uuid[]) AND other_person_id = ANY(%s::uuid[])",
+                (actor.name, actor.role, actor.request_id, [keep_person_id, *others],
+                 [keep_person_id, *others]))
+            self._audit(conn, actor, "crosswalk.merge", "person", keep_person_id,
+                        {"change_id": change_id, "merged": others, "identities": len(moved),
+                         "republish_items": items})
+            return ChangeResult(change_id=change_id, kind="merge", person_ids=(keep_person_id, *others),
+                                identity_ids=tuple(moved), republish_items=items)
+
+    @staticmethod
+    def _move_notes(conn: Conn, from_persons: Sequence[str], to_person: str) -> None:
+        seen = {r[0] for r in conn.execute(
+            "SELECT origin_sha256 FROM note WHERE person_id = %s AND source = "
+            "'dicom'", (to_person,)).fetchall()}
+        for note_id, source, digest in conn.execute(
+                "SELECT id, source, origin_sha256 FROM note WHERE person_id = ANY(%s::uuid[]) ORDER BY id",
+                (list(from_persons),)).fetchall():
+            if source == "dicom" and digest in seen:
+                continue  # identical text already on the kept person; the duplicate stays where it was
+            seen.add(digest)
+            conn.execute("UPDATE note SET person_id = %s WHERE id = %s", (to_person, note_id))
+
+    def split(self, person_id: str, identity_ids: Sequence[int], *, actor: Actor, reason: str,
+              ) -> ChangeResult:
+        """Move ``identity_ids`` (with their corrections) out of a person into a new person; their
+        instances move too and get republish items (new pseudonym)."""
+        with self._tx() as conn:
+            person = self._require_person(conn, person_id, lock=True)
+            if person.status != "active":
+                raise InvalidChangeError(f"person {person_id} is merged; split its survivor")
+            chain = [int(r[0]) for r in conn.execute(
+                "WITH RECURSIVE chain(id) AS (SELECT unnest(%s::bigint[]) UNION "
+                " SELECT s.id FROM scan_identity s JOIN chain c ON s.corrects_id = c.id "
+                " UNION SELECT s.corrects_id FROM scan_identity s JOIN chain c ON s.id = c.id "
+                " WHERE s.corrects_id IS NOT NULL) "
+                "SELECT c.id FROM chain c JOIN identity_link l ON l.identity_id = c.id AND "
+                "l.valid_to IS NULL "
+                "AND l.person_id = %s ORDER BY c.id", (list(identity_ids), person_id)).fetchall()]
+            if not set(identity_ids) <= set(chain):
+                raise InvalidChangeError("every identity to split out must belong to the person")
+            remaining = conn.execute(
+                "SELECT count(*) FROM identity_link WHERE person_id = %s AND valid_to IS NULL "
+                "AND NOT identity_id = ANY(%s)", (person_id, chain)).fetchone()
+            if remaining is None or remaining[0] == 0:
+                raise InvalidChangeError("a split must leave at least one identity with the person")
+            sex_row = conn.execute("SELECT sex_norm FROM scan_identity WHERE id = ANY(%s) AND "
+                                   "sex_norm IS NOT NULL "
+                                   "ORDER BY id DESC LIMIT 1", (chain,)).fetchone()
+            new_person_id, _, _ = self._new_person(conn, sex_row[0] if sex_row else None, actor)
+            change_id = self._change(conn, "split", actor, reason,
+                                     {"from": person_id, "to": new_person_id, "identities": chain})
+            self._close_links(conn, chain, actor)
+            for identity_id in chain:
+                self._link(conn, identity_id, new_person_id, method="admin", confidence=1.0,
+                           rule="admin_split",
+                           actor=actor, provenance={"change_id": change_id}, change_id=change_id)
+            instances = conn.execute(
+                "UPDATE instance i SET person_id = %s, state = 'republish_pending', updated_at = now() "
+                "FROM instance o WHERE o.id = i.id AND i.person_id = %s AND i.identity_id = ANY(%s) "
+                "RETURNING i.id, o.person_id", (new_person_id, person_id, chain)).fetchall()
+            conn.execute(
+                "UPDATE study st SET person_id = %s, updated_at = now() WHERE st.person_id = %s AND EXISTS "
+                "(SELECT 1 FROM series se JOIN instance i ON i.series_id = se.id WHERE se.study_id = st.id "
+                " AND i.person_id = %s) AND NOT EXISTS (SELECT 1 FROM series se JOIN instance i "
+                " ON i.series_id = se.id WHERE se.study_id = st.id AND i.person_id = %s)",
+                (new_person_id, person_id, new_person_id, person_id))
+            items = self._emit_republish(conn, change_id, "split", instances, new_person_id)
+            self._audit(conn, actor, "crosswalk.split", "person", person_id,
+                        {"change_id": change_id, "new_person_id": new_person_id, "identities": chain,
+                         "republish_items": items})
+            return ChangeResult(change_id=change_id, kind="split", person_ids=(person_id, new_person_id),
+                                identity_ids=tuple(chain), republish_items=items, new_person_id=new_person_id)
+
+    def correct_phi(self, identity_id: int, changes: Mapping[str, Any], *, actor: Actor, reason: str,
+                    ) -> ChangeResult:
+        """Record a correction: a NEW scan identity pointing at ``identity_id`` (which stays as it
+        arrived), linked to the same person. A corrected sex changes the person's sex and alias, and the
+        person's instances are then re-published."""
+        unknown = set(changes) - set(CORRECTABLE)
+        if unknown or not changes:
+            raise InvalidChangeError(f"correctable fields are {sorted(CORRECTABLE)}")
+        with self._tx() as conn:
+            current = self._identity(conn, identity_id)
+            if current.superseded_by is not None:
+                raise InvalidChangeError(
+                    f"identity {identity_id} was already corrected by {current.superseded_by}; "
+                    "correct that one")
+            if current.person_id is None:
+                raise InvalidChangeError(f"identity {identity_id} has no current link")
+            values = {f.name: getattr(current, f.name) for f in dataclasses.fields(Identity)}
+            for key, value in changes.items():
+                values[CORRECTABLE[key]] = value
+            phi = PatientPHI(patient_id=values["patient_id"], issuer=values["issuer"],
+                             name=values["patient_name"], birth_date=values["birth_date"], sex=values["sex"],
+                             other_ids=tuple(values["other_ids"] or ()), institution=values["institution"],
+                             calling_aet=values["calling_aet"])
+            norm = normalize_phi(phi, self.rules.clinic_key_fields)
+            change_id = self._change(conn, "correction", actor, reason,
+                                     {"identity_id": identity_id, "fields": sorted(changes)})
+            new_id = self._insert_identity(conn, phi, norm, kind="correction", fingerprint=None,
+                                           source=f"correction:{change_id}", actor=actor,
+                                           corrects_id=identity_id, reason=reason)
+            self._link(conn, new_id, current.person_id, method="admin", confidence=1.0,
+                       rule="admin_correction", actor=actor, provenance={"change_id": change_id},
+                       change_id=change_id)
+            items = 0
+            person = self._require_person(conn, current.person_id, lock=True)
+            if "sex" in changes and norm.sex and norm.sex != person.sex:
+                conn.execute("UPDATE person SET sex = %s, alias = %s, updated_at = now() WHERE id = %s",
+                             (norm.sex, alias_for(person.pseudonym, norm.sex), person.id))
+                instances = conn.execute(
+                    "UPDATE instance SET state = 'republish_pending', updated_at = now() WHERE "
+                    "person_id = %s "
+                    "RETURNING id, person_id", (person.id,)).fetchall()
+                items = self._emit_republish(conn, change_id, "correction", instances, person.id)
+            self._audit(conn, actor, "crosswalk.correct_phi", "identity", identity_id,
+                        {"change_id": change_id, "new_identity_id": new_id, "fields": sorted(changes),
+                         "republish_items": items})
+            return ChangeResult(change_id=change_id, kind="correction", person_ids=(current.person_id,),
+                                identity_ids=(identity_id, new_id), republish_items=items,
+                                new_identity_id=new_id)
+
+    # ------------------------------------------------------------------ republish queue (pipeline)
+    def claim_republish_items(self, limit: int = 10, *, actor: Actor = SYSTEM_ACTOR,
+                              stale_after_s: int = 600) -> list[RepublishItem]:
+        """Claim up to ``limit`` pending items (``FOR UPDATE SKIP LOCKED``: workers never share one);
+        an item claimed longer than ``stale_after_s`` ago is handed out again."""
+        with self._tx() as conn:
+            with conn.cursor(row_factory=class_row(RepublishItem)) as cur:
+                cur.execute(
+                    "WITH claimed AS (SELECT * FROM claim_republish_items(%s, make_interval(secs => %s))) "
+                    "SELECT c.id, c.change_id, c.instance_id, c.reason, i.original_sop_uid, i.anon_sop_uid, "
+                    " i.intake_key, i.research_key, op.pseudonym AS old_pseudonym, "
+                    " np.id::text AS new_person_id, np.pseudonym AS new_pseudonym, np.alias AS new_alias, "
+                    " c.attempts "
+                    "FROM claimed c JOIN instance i ON i.id = c.instance_id "
+                    "JOIN person np ON np.id = c.new_person_id LEFT JOIN person op ON op.id = "
+                    "c.old_person_id "
+                    "ORDER BY c.id", (limit, stale_after_s))
+                items = cur.fetchall()
+            if items:
+                self._audit(conn, actor, "crosswalk.republish.claim", "republish_item", None,
+                            {"ids": [i.id for i in items]})
+            return items
+
+    def complete_republish_item(self, item_id: int, *, actor: Actor = SYSTEM_ACTOR,
+                                research_key: str | None = None) -> bool:
+        """Mark an item done (and its instance ``published``); False when it was already done."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT complete_republish_item(%s)", (item_id,)).fetchone()
+            done = bool(row and row[0])
+            if done:
+                conn.execute(
+                    "UPDATE instance SET state = 'published', research_key = COALESCE(%s, research_key), "
+                    "updated_at = now() WHERE id = (SELECT instance_id FROM republish_item WHERE id = %s) "
+                    "AND NOT EXISTS (SELECT 1 FROM republish_item r WHERE r.instance_id = instance.id "
+                    "AND r.status <> 'done')", (research_key, item_id))
+                self._audit(conn, actor, "crosswalk.republish.complete", "republish_item", item_id)
+            return done
+
+    # ------------------------------------------------------------------ audit query
+    def audit_query(self, *, actor: Actor, actor_name: str | None = None, action: str | None = None,
+                    target_type: str | None = None, target_id: str | None = None,
+                    since: datetime | None = None, until: datetime | None = None, limit: int = 100,
+                    before_id: int | None = None) -> list[AuditEntry]:
+        """Audit rows, newest first, filtered; the query itself is audited."""
+        clauses: list[sql.Composable] = [sql.SQL("TRUE")]
+        params: list[Any] = []
+        for column, value in (("actor", actor_name), ("action", action), ("target_type", target_type),
+                              ("target_id", target_id)):
+            if value is not None:
+                clauses.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+                params.append(value)
+        if since is not None:
+            clauses.append(sql.SQL("at >= %s"))
+            params.append(since)
+        if until is not None:
+            clauses.append(sql.SQL("at < %s"))
+            params.append(until)
+        if before_id is not None:
+            clauses.append(sql.SQL("id < %s"))
+            params.append(before_id)
+        with self._tx() as conn:
+            with conn.cursor(row_factory=class_row(AuditEntry)) as cur:
+                cur.execute(sql.SQL("SELECT id, at, actor, role, action, target_type, target_id, request_id, "
+                                    "detail FROM audit_log WHERE {} ORDER BY id DESC LIMIT %s")
+                            .format(sql.SQL(" AND ").join(clauses)), [*params, limit])
+                rows = cur.fetchall()
+            self._audit(conn, actor, "crosswalk.audit.query", "audit_log", None,
+                        {"filters": [k for k, v in (("actor", actor_name), ("action", action),
+                                                    ("target_type", target_type), ("target_id", target_id),
+                                                    ("since", since), ("until", until)) if v is not None],
+                         "count": len(rows)})
+            return rows
+
+
+def _phi_of(identity: Identity) -> PatientPHI:
+    return PatientPHI(patient_id=identity.patient_id, issuer=identity.issuer, name=identity.patient_name,
+                      birth_date=identity.birth_date, sex=identity.sex, other_ids=tuple(identity.other_ids),
+                      institution=identity.institution, calling_aet=identity.calling_aet)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _uuid_or_none(value: str) -> str | None:
+    """Person ids are UUIDs; anything else cannot exist (and must not reach the uuid cast as an error)."""
+    import uuid
+
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return None
+
+
+class PgPseudonymProvider:
+    """``tmi.ports.PseudonymProvider`` backed by the crosswalk: ``assign`` resolves the PHI by the
+    matching rules and returns the person's random pseudonym and alias."""
+
+    def __init__(self, service: CrosswalkService, *, actor: Actor = SYSTEM_ACTOR, source: str | None = None,
+                 ) -> None:
+        self._service = service
+        self._actor = actor
+        self._source = source
+        self.last_resolution: Resolution | None = None
+
+    def assign(self, phi: PatientPHI) -> PseudonymAssignment:
+        resolution = self._service.resolve(phi, source=self._source, actor=self._actor)
+        self.last_resolution = resolution
+        return PseudonymAssignment(pseudonym=resolution.pseudonym, alias=resolution.alias,
+                                   person_id=resolution.person_id, flags=resolution.flags)
