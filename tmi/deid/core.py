@@ -1,0 +1,530 @@
+"""The de-identifier: one instance in (a seekable stream), one research instance out, or a quarantine.
+
+Order of work, so that nothing is written before the decision: parse the header only (pydicom stops
+before the pixel data), check the input (empty, unparseable, truncated, missing identifiers, character
+set, burned-in pixels), collect this instance's identifying tokens, apply the profile, set the patient
+policy attributes, serialise the new header in memory, run the verifier over those bytes, and only then
+write header + raw pixel bytes (copied in chunks from the source) + de-identified trailing elements.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import io
+import logging
+import struct
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from pydicom import config as pydicom_config
+from pydicom.charset import python_encoding
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import dcmread, read_dataset
+from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from tmi.deid import reasons
+from tmi.deid.engine import Engine
+from tmi.deid.profile import Profile
+from tmi.deid.pseudonyms import alias_for
+from tmi.deid.stream import PIXEL_TAGS, PixelSpan, copy_span, locate_pixel_element
+from tmi.deid.uids import UidMapper
+from tmi.deid.verifier import TokenSet, collect_tokens, find_path
+from tmi.errors import PoisonInputError
+from tmi.ports import PatientPHI, PseudonymAssignment, PseudonymProvider
+
+log = logging.getLogger(__name__)
+
+IMPLEMENTATION_CLASS_UID = "2.25." + str(
+    int.from_bytes(hashlib.sha256(b"TMI implementation").digest()[:16], "big")
+)
+IMPLEMENTATION_VERSION = "TMI_0_1"
+_PREAMBLE = b"\x00" * 128 + b"DICM"
+_FULL_DATE_KEYWORDS = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+_EQUIPMENT_KEYWORDS = (
+    "Manufacturer",
+    "ManufacturerModelName",
+    "SoftwareVersions",
+    "Modality",
+    "BodyPartExamined",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRef:
+    """Identifiers of one instance (original: confidential; research: safe to publish)."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    accession_number: str | None = None
+    study_date: str | None = None
+
+
+@dataclass(slots=True)
+class DeidResult:
+    """Outcome of de-identifying one instance; see docs/contracts.md for every field's meaning."""
+
+    outcome: str
+    reason: str | None = None
+    detail: str = ""
+    phi: PatientPHI | None = None
+    assignment: PseudonymAssignment | None = None
+    original: InstanceRef | None = None
+    research: InstanceRef | None = None
+    research_key: str | None = None
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    catalog: dict[str, Any] = field(default_factory=dict)
+    bytes_written: int = 0
+    profile: str = ""
+
+    @property
+    def written(self) -> bool:
+        """True when ``dst`` received the research instance."""
+        return self.outcome == "written"
+
+
+@dataclass(slots=True)
+class _Prepared:
+    header: bytes
+    span: PixelSpan | None
+    trailer: bytes
+
+
+class Deidentifier:
+    """De-identify DICOM instances with one profile, one key and one pseudonym provider.
+
+    Thread-compatible, not thread-safe (a UID cache is kept); use one per worker process. The core does
+    no network or database I/O itself: the provider may (the crosswalk's), which is why it is a port.
+    """
+
+    def __init__(self, profile: Profile, key: bytes, pseudonyms: PseudonymProvider) -> None:
+        self.profile = profile
+        self._key = key
+        self.pseudonyms = pseudonyms
+        self.uids = UidMapper(key)
+
+    # -- public -----------------------------------------------------------------------------------
+    def deidentify(self, src: BinaryIO, dst: BinaryIO, *, calling_aet: str | None = None) -> DeidResult:
+        """De-identify the instance in ``src`` (seekable) into ``dst``; quarantine instead when unsafe.
+
+        ``dst`` receives bytes only when the returned ``outcome`` is ``"written"``. Bad input never raises:
+        it returns ``outcome="quarantined"`` with a reason code from ``tmi.deid.reasons``. Exceptions that
+        do escape are internal errors (or the pseudonym provider's ``RetryableError``).
+        """
+        result = DeidResult(outcome="quarantined", profile=self.profile.name)
+        try:
+            with warnings.catch_warnings():
+                # pydicom warns about many harmless non-conformances; the outcome says what matters.
+                warnings.simplefilter("ignore")
+                prepared = self._prepare(src, result, calling_aet)
+        except PoisonInputError as exc:
+            result.outcome = "quarantined"
+            result.reason = exc.reason
+            result.detail = exc.detail
+            log.info("quarantined: %s (%s)", exc.reason, exc.detail)
+            return result
+        written = dst.write(prepared.header) or 0
+        if prepared.span is not None:
+            written += copy_span(src, dst, prepared.span)
+        if prepared.trailer:
+            written += dst.write(prepared.trailer) or 0
+        result.outcome = "written"
+        result.bytes_written = written
+        return result
+
+    # -- steps ------------------------------------------------------------------------------------
+    def _prepare(self, src: BinaryIO, result: DeidResult, calling_aet: str | None) -> _Prepared:
+        profile = self.profile
+        size = src.seek(0, io.SEEK_END)
+        src.seek(0)
+        if size == 0:
+            raise PoisonInputError(reasons.EMPTY, "zero bytes")
+        ds = self._read_header(src, size)
+        meta = ds.file_meta
+        ts = UID(str(meta.get("TransferSyntaxUID", "") or ""))
+        if ts == DeflatedExplicitVRLittleEndian:
+            raise PoisonInputError(reasons.UNSUPPORTED_TRANSFER_SYNTAX, "deflated transfer syntax")
+        implicit = bool(ds.original_encoding[0])
+        little = bool(ds.original_encoding[1])
+        if not ts:
+            ts = (
+                ImplicitVRLittleEndian
+                if implicit
+                else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+            )
+        pixel_start = src.tell()
+        span: PixelSpan | None = None
+        if pixel_start < size:
+            span = locate_pixel_element(src, pixel_start, size, implicit, little)
+        if span is None and _truncated(ds):
+            raise PoisonInputError(reasons.TRUNCATED, "header ends inside an element")
+        trailer_ds = self._read_trailer(src, span, size, implicit, little, ds)
+
+        self._check_charset(ds)
+        original = _instance_ref(ds, meta)
+        phi = _phi(ds, calling_aet)
+        result.phi = phi
+        result.original = original
+        if not phi.patient_id and not phi.name:
+            raise PoisonInputError(reasons.PATIENT_UNIDENTIFIED, "no PatientID and no PatientName")
+        self._check_burned_in(ds)
+
+        tokens = collect_tokens(ds)
+        if trailer_ds is not None:
+            collect_tokens(trailer_ds, tokens)
+        if calling_aet:
+            tokens.add_value("whole", calling_aet)
+        assignment = self.pseudonyms.assign(phi)
+        result.assignment = assignment
+        keep_sex = profile.table.get(0x00100040) == "K"
+        alias = assignment.alias if keep_sex else alias_for(assignment.pseudonym, None)
+
+        out_birth = _policy_birth_date(phi.birth_date, profile.birth_date)
+        legit = {assignment.pseudonym, alias, *alias.split("^"), out_birth or "", "DEIDENTIFIED"}
+        if keep_sex and phi.sex:
+            legit.add(phi.sex)
+        if profile.full_dates:
+            legit.update(str(ds.get(k, "") or "") for k in _FULL_DATE_KEYWORDS)
+        charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
+        encodings = list(charset) if isinstance(charset, MultiValue | list) else [str(charset)]
+        token_set = TokenSet(
+            tokens.values,
+            legit=legit,
+            containers=[
+                _text(ds, k) or ""
+                for k in _EQUIPMENT_KEYWORDS
+                if profile.action_for(int(tag_for_keyword(k) or 0)) in (None, "K")
+            ],
+            encodings=[e for e in encodings if e] or ["ISO_IR 6"],
+            min_length=profile.min_token_length,
+            min_numeric_length=profile.min_numeric_token_length,
+            whole_word_below=profile.whole_word_below,
+        )
+
+        original_age = ds.get("PatientAge")
+        engine = Engine(profile, self.uids, token_set, self._shift_days(assignment.pseudonym), result.notes)
+        engine.apply(ds)
+        if trailer_ds is not None:
+            engine.apply(trailer_ds)
+            trailer_ds._dict.pop(0xFFFCFFFC, None)  # type: ignore[call-overload]
+        self._patient_policy(ds, assignment.pseudonym, alias, phi, out_birth, original_age, original)
+        research = _instance_ref(ds, None)
+        if not research.sop_instance_uid:
+            raise PoisonInputError(reasons.MISSING_REQUIRED, "SOPInstanceUID missing after de-identification")
+
+        new_meta = FileMetaDataset()
+        new_meta.FileMetaInformationVersion = b"\x00\x01"
+        new_meta.MediaStorageSOPClassUID = UID(research.sop_class_uid)
+        new_meta.MediaStorageSOPInstanceUID = UID(research.sop_instance_uid)
+        new_meta.TransferSyntaxUID = ts
+        new_meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
+        new_meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+
+        header = _serialise(ds, new_meta, implicit, little)
+        trailer = b""
+        if trailer_ds is not None and len(trailer_ds):
+            trailer = _serialise_body(trailer_ds, implicit, little, ds.get("SpecificCharacterSet", "iso8859"))
+        if token_set and (
+            token_set.contains_bytes(header) or (trailer and token_set.contains_bytes(trailer))
+        ):
+            path = find_path(ds, token_set, implicit, little) or (
+                find_path(trailer_ds, token_set, implicit, little) if trailer_ds is not None else None
+            )
+            raise PoisonInputError(reasons.PHI_RESIDUAL, f"identifying value found at {path or 'header'}")
+
+        result.research = research
+        result.research_key = (
+            f"{assignment.pseudonym}/{research.study_instance_uid}/{research.series_instance_uid}/"
+            f"{research.sop_instance_uid}.dcm"
+        )
+        result.catalog = _catalog(ds, assignment.pseudonym, str(ts))
+        return _Prepared(header, span, trailer)
+
+    def _read_header(self, src: BinaryIO, size: int) -> Dataset:
+        try:
+            try:
+                return dcmread(src, stop_before_pixels=True)
+            except InvalidDicomError:
+                # A raw data set without preamble/meta (old exports): accept when it starts like one.
+                src.seek(0)
+                head = src.read(8)
+                if len(head) < 8 or struct.unpack("<H", head[:2])[0] not in (0x0008, 0x0002):
+                    raise
+                src.seek(0)
+                return dcmread(src, stop_before_pixels=True, force=True)
+        except InvalidDicomError as exc:
+            raise PoisonInputError(reasons.UNPARSEABLE, "not a DICOM file") from exc
+        except EOFError as exc:
+            raise PoisonInputError(reasons.TRUNCATED, "header ends early") from exc
+        except (ValueError, KeyError, struct.error, OverflowError, NotImplementedError, TypeError) as exc:
+            raise PoisonInputError(
+                reasons.UNPARSEABLE, f"header cannot be parsed ({exc.__class__.__name__})"
+            ) from exc
+
+    def _read_trailer(
+        self, src: BinaryIO, span: PixelSpan | None, size: int, implicit: bool, little: bool, ds: Dataset
+    ) -> Dataset | None:
+        if span is None or span.end >= size:
+            return None
+        src.seek(span.end)
+        try:
+            trailer = read_dataset(
+                src, implicit, little, bytelength=size - span.end, parent_encoding=ds._character_set
+            )
+        except (EOFError, ValueError, KeyError, struct.error, NotImplementedError, TypeError):
+            # Elements after the pixel data are dropped rather than risked; nothing needs them.
+            log.info("unparseable elements after the pixel data dropped")
+            return None
+        if pydicom_config.settings.reading_validation_mode == pydicom_config.RAISE:  # pragma: no cover
+            return trailer
+        return trailer
+
+    def _check_charset(self, ds: Dataset) -> None:
+        raw = ds.get_item(0x00080005)
+        if raw is None:
+            return
+        value = ds.SpecificCharacterSet
+        terms = list(value) if isinstance(value, MultiValue | list) else [value]
+        for term in terms:
+            term = str(term or "").strip()
+            if term and term not in python_encoding:
+                raise PoisonInputError(reasons.CHARSET_UNSUPPORTED, f"SpecificCharacterSet term {term!r}")
+
+    def _check_burned_in(self, ds: Dataset) -> None:
+        profile = self.profile
+        burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+        if burned == "YES" and profile.burned_in_yes:
+            raise PoisonInputError(reasons.BURNED_IN, "BurnedInAnnotation is YES")
+        modality = str(ds.get("Modality", "") or "").strip().upper()
+        if modality in profile.burned_in_modalities and not (profile.burned_in_unless_no and burned == "NO"):
+            raise PoisonInputError(reasons.BURNED_IN, f"modality {modality} without BurnedInAnnotation NO")
+
+    def _shift_days(self, pseudonym: str) -> int:
+        limit = max(self.profile.date_shift_max_days, 1)
+        digest = hmac.new(self._key, b"dateshift\x00" + pseudonym.encode(), hashlib.sha256).digest()
+        return -(1 + int.from_bytes(digest[:4], "big") % limit)
+
+    def _patient_policy(
+        self,
+        ds: Dataset,
+        pseudonym: str,
+        alias: str,
+        phi: PatientPHI,
+        out_birth: str | None,
+        original_age: object,
+        original: InstanceRef,
+    ) -> None:
+        profile = self.profile
+        ds.PatientName = alias
+        ds.PatientID = pseudonym
+        if profile.birth_date != "remove" and out_birth is not None:
+            ds.PatientBirthDate = out_birth
+        elif "PatientBirthDate" in ds or profile.birth_date == "remove":
+            ds.PatientBirthDate = None
+        if profile.fill_age and profile.table.get(0x00101010) == "K" and not original_age:
+            age = _age(phi.birth_date, original.study_date or str(ds.get("SeriesDate", "") or ""))
+            if age:
+                ds.PatientAge = age
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = profile.method_text()
+        items = Sequence()
+        for value, meaning in profile.method_codes():
+            item = Dataset()
+            item.CodeValue = value
+            item.CodingSchemeDesignator = "DCM"
+            item.CodeMeaning = meaning
+            items.append(item)
+        ds.DeidentificationMethodCodeSequence = items
+        if profile.full_dates:
+            ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+        elif profile.modified_dates:
+            ds.LongitudinalTemporalInformationModified = "MODIFIED"
+        else:
+            ds.LongitudinalTemporalInformationModified = "REMOVED"
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def _text(ds: Dataset, keyword: str) -> str | None:
+    try:
+        value = ds.get(keyword)
+    except (ValueError, TypeError, LookupError):
+        return None
+    if value is None:
+        return None
+    if isinstance(value, MultiValue | list):
+        text = "\\".join(str(v) for v in value)
+    else:
+        text = str(value)
+    text = text.strip(" \x00")
+    return text or None
+
+
+def _phi(ds: Dataset, calling_aet: str | None) -> PatientPHI:
+    other: list[str] = []
+    ids = ds.get("OtherPatientIDs")
+    if ids:
+        other.extend(
+            str(v).strip() for v in (ids if isinstance(ids, MultiValue | list) else [ids]) if str(v).strip()
+        )
+    for item in ds.get("OtherPatientIDsSequence", None) or ():
+        value = _text(item, "PatientID")
+        if value:
+            other.append(value)
+    return PatientPHI(
+        patient_id=_text(ds, "PatientID"),
+        issuer=_text(ds, "IssuerOfPatientID"),
+        name=_text(ds, "PatientName"),
+        birth_date=_text(ds, "PatientBirthDate"),
+        sex=_text(ds, "PatientSex"),
+        other_ids=tuple(other),
+        institution=_text(ds, "InstitutionName"),
+        calling_aet=calling_aet.strip() if calling_aet and calling_aet.strip() else None,
+    )
+
+
+def _instance_ref(ds: Dataset, meta: FileMetaDataset | None) -> InstanceRef:
+    sop_class = _text(ds, "SOPClassUID") or (
+        _text(meta, "MediaStorageSOPClassUID") if meta is not None else None
+    )
+    sop = _text(ds, "SOPInstanceUID")
+    study = _text(ds, "StudyInstanceUID")
+    series = _text(ds, "SeriesInstanceUID")
+    if meta is not None:
+        missing = [
+            n
+            for n, v in (
+                ("SOPInstanceUID", sop),
+                ("StudyInstanceUID", study),
+                ("SeriesInstanceUID", series),
+                ("SOPClassUID", sop_class),
+            )
+            if not v
+        ]
+        if missing:
+            raise PoisonInputError(reasons.MISSING_REQUIRED, "missing " + ", ".join(missing))
+    return InstanceRef(
+        study_instance_uid=study or "",
+        series_instance_uid=series or "",
+        sop_instance_uid=sop or "",
+        sop_class_uid=sop_class or "",
+        accession_number=_text(ds, "AccessionNumber"),
+        study_date=_text(ds, "StudyDate"),
+    )
+
+
+def _truncated(ds: Dataset) -> bool:
+    """True when the last element read is shorter than its declared length (file cut in the header)."""
+    if not ds._dict:
+        return True
+    last = ds._dict[max(ds._dict)]
+    if isinstance(last, RawDataElement):
+        return last.value is not None and last.length != 0xFFFFFFFF and len(last.value) < last.length
+    if isinstance(last.value, Sequence) and len(last.value):
+        return _truncated(last.value[-1])
+    return False
+
+
+def _policy_birth_date(birth: str | None, policy: str) -> str | None:
+    if not birth or policy == "remove":
+        return None
+    text = birth.strip()
+    if len(text) != 8 or not text.isdigit():
+        return None
+    if policy == "day15":
+        return text[:6] + "15"
+    if policy == "july1":
+        return text[:4] + "0701"
+    return text
+
+
+def _age(birth: str | None, on: str | None) -> str | None:
+    """DICOM AS age at ``on`` for a YYYYMMDD birth date (days < 1 month, months < 2 years, else years)."""
+    if not birth or not on:
+        return None
+    try:
+        born = dt.date(int(birth[:4]), int(birth[4:6]), int(birth[6:8]))
+        day = dt.date(int(on[:4]), int(on[4:6]), int(on[6:8]))
+    except (ValueError, IndexError):
+        return None
+    if day < born:
+        return None
+    years = day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+    if years >= 2:
+        return f"{min(years, 999):03d}Y"
+    months = (day.year - born.year) * 12 + day.month - born.month - (day.day < born.day)
+    if months >= 1:
+        return f"{months:03d}M"
+    return f"{(day - born).days:03d}D"
+
+
+def _serialise(ds: Dataset, meta: FileMetaDataset, implicit: bool, little: bool) -> bytes:
+    buf = DicomBytesIO()
+    buf.write(_PREAMBLE)
+    write_file_meta_info(buf, meta, enforce_standard=True)
+    buf.is_implicit_VR = implicit
+    buf.is_little_endian = little
+    write_dataset(buf, ds)
+    return bytes(buf.getvalue())
+
+
+def _serialise_body(ds: Dataset, implicit: bool, little: bool, charset: object) -> bytes:
+    buf = DicomBytesIO()
+    buf.is_implicit_VR = implicit
+    buf.is_little_endian = little
+    encoding = list(charset) if isinstance(charset, MultiValue | list) else str(charset)
+    write_dataset(buf, ds, encoding)
+    return bytes(buf.getvalue())
+
+
+def _catalog(ds: Dataset, pseudonym: str, ts: str) -> dict[str, Any]:
+    age = _text(ds, "PatientAge")
+    age_years: int | None = None
+    if age and len(age) == 4 and age[:3].isdigit():
+        unit = age[3].upper()
+        age_years = int(age[:3]) if unit == "Y" else 0 if unit in "MWD" else None
+
+    def _int(keyword: str) -> int | None:
+        value = ds.get(keyword)
+        try:
+            return int(value) if value not in (None, "") else None
+        except (TypeError, ValueError):
+            return None
+
+    return {
+        "pseudonym": pseudonym,
+        "sex": _text(ds, "PatientSex"),
+        "age_years": age_years,
+        "ethnic_group": _text(ds, "EthnicGroup"),
+        "modality": _text(ds, "Modality"),
+        "body_part": _text(ds, "BodyPartExamined"),
+        "view_position": _text(ds, "ViewPosition"),
+        "laterality": _text(ds, "ImageLaterality") or _text(ds, "Laterality"),
+        "study_date": _text(ds, "StudyDate"),
+        "manufacturer": _text(ds, "Manufacturer"),
+        "model": _text(ds, "ManufacturerModelName"),
+        "sop_class_uid": _text(ds, "SOPClassUID"),
+        "rows": _int("Rows"),
+        "columns": _int("Columns"),
+        "number_of_frames": _int("NumberOfFrames"),
+        "transfer_syntax": ts,
+    }
+
+
+__all__ = ["PIXEL_TAGS", "DataElement", "DeidResult", "Deidentifier", "InstanceRef"]

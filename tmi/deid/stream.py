@@ -1,0 +1,113 @@
+"""Locate the top-level pixel data element in the source stream and copy its raw bytes in chunks.
+
+The pixel data is never decoded or held in memory: the de-identifier parses the header with pydicom
+(stopping before the pixel data), finds where the (7FE0,0010) element starts and ends in the source
+(defined length, or encapsulated fragments scanned up to the sequence delimiter), and copies those bytes
+unchanged after the rewritten header. The transfer syntax is preserved, so the bytes stay valid.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from tmi.deid import reasons
+from tmi.errors import PoisonInputError
+
+CHUNK = 4 * 1024 * 1024
+PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_ITEM = 0xFFFEE000
+_SEQ_DELIM = 0xFFFEE0DD
+
+
+@dataclass(frozen=True, slots=True)
+class PixelSpan:
+    """Where the pixel data element (tag, header and value) lies in the source: ``[start, end)``."""
+
+    tag: int
+    start: int
+    end: int
+    encapsulated: bool
+    value_length: int
+
+
+def locate_pixel_element(
+    fp: BinaryIO, start: int, size: int, implicit: bool, little: bool
+) -> PixelSpan | None:
+    """Return the span of the pixel element starting at ``start``, or ``None`` if none starts there.
+
+    Raises ``PoisonInputError(dicom.truncated)`` when the file ends before the declared length or the
+    delimiter, and ``dicom.unparseable`` for malformed encapsulation.
+    """
+    endian = "<" if little else ">"
+    fp.seek(start)
+    head = fp.read(8)
+    if len(head) < 8:
+        if len(head) >= 4 and _tag(head, endian) in PIXEL_TAGS:
+            raise PoisonInputError(reasons.TRUNCATED, "pixel data element header cut short")
+        return None
+    tag = _tag(head, endian)
+    if tag not in PIXEL_TAGS:
+        return None
+    if implicit:
+        (length,) = struct.unpack(endian + "I", head[4:8])
+        header_len = 8
+    elif head[4:6] in _LONG_VRS:
+        more = fp.read(4)
+        if len(more) < 4:
+            raise PoisonInputError(reasons.TRUNCATED, "pixel data element header cut short")
+        (length,) = struct.unpack(endian + "I", more)
+        header_len = 12
+    else:
+        (length,) = struct.unpack(endian + "H", head[6:8])
+        header_len = 8
+    value_start = start + header_len
+    if length != 0xFFFFFFFF:
+        end = value_start + length
+        if end > size:
+            raise PoisonInputError(
+                reasons.TRUNCATED, f"pixel data declares {length} bytes but only {size - value_start} remain"
+            )
+        return PixelSpan(tag, start, end, False, length)
+    pos = value_start
+    while True:
+        fp.seek(pos)
+        item = fp.read(8)
+        if len(item) < 8:
+            raise PoisonInputError(reasons.TRUNCATED, "encapsulated pixel data ends before its delimiter")
+        item_tag = _tag(item, endian)
+        (item_len,) = struct.unpack(endian + "I", item[4:8])
+        if item_tag == _SEQ_DELIM:
+            end = pos + 8
+            return PixelSpan(tag, start, end, True, end - value_start)
+        if item_tag != _ITEM or item_len == 0xFFFFFFFF:
+            raise PoisonInputError(reasons.UNPARSEABLE, f"malformed encapsulated pixel data at offset {pos}")
+        pos += 8 + item_len
+        if pos > size:
+            raise PoisonInputError(
+                reasons.TRUNCATED, "encapsulated pixel data fragment runs past end of file"
+            )
+
+
+def copy_span(src: BinaryIO, dst: BinaryIO, span: PixelSpan, chunk: int = CHUNK) -> int:
+    """Copy ``span`` from ``src`` to ``dst`` in chunks; return the number of bytes written."""
+    src.seek(span.start)
+    remaining = span.end - span.start
+    written = 0
+    while remaining > 0:
+        block = src.read(min(chunk, remaining))
+        if not block:
+            raise PoisonInputError(reasons.TRUNCATED, "source shrank while copying pixel data")
+        dst.write(block)
+        written += len(block)
+        remaining -= len(block)
+    return written
+
+
+def _tag(buf: bytes, endian: str) -> int:
+    group, elem = struct.unpack(endian + "HH", buf[:4])
+    return int(group << 16 | elem)

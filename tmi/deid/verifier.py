@@ -1,0 +1,279 @@
+"""Fail-closed verification: this instance's identifying tokens must not survive de-identification.
+
+Before the profile runs, ``collect_tokens`` gathers the instance's PHI (every person name anywhere in the
+data set, patient IDs and other IDs, issuer, accession number, birth date in common spellings, address,
+phone numbers, institution names). ``TokenSet`` compiles them once into one case-insensitive byte regex
+encoded in the output character set(s); ``scan`` then searches the serialised output header (everything
+but the pixel data) in one pass. The same token set scrubs descriptors for the Clean Descriptors option.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pydicom._dicom_dict import DicomDictionary
+from pydicom.charset import convert_encodings, encode_string
+from pydicom.datadict import keyword_dict
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+
+PN_TAGS = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "PN")
+ID_KEYWORDS = (
+    "PatientID",
+    "IssuerOfPatientID",
+    "OtherPatientIDs",
+    "AccessionNumber",
+    "PatientBirthName",
+    "PatientMotherBirthName",
+    "MedicalRecordLocator",
+    "AdmissionID",
+    "ServiceEpisodeID",
+    "MilitaryRank",
+    "BranchOfService",
+    "PatientInsurancePlanCodeSequence",
+    "StudyID",
+    "RequestedProcedureID",
+    "FillerOrderNumberImagingServiceRequest",
+    "PlacerOrderNumberImagingServiceRequest",
+    "PerformedProcedureStepID",
+    "ScheduledProcedureStepID",
+    "ClinicalTrialSubjectID",
+    "ClinicalTrialSubjectReadingID",
+    "PatientTelecomInformation",
+    "PersonTelecomInformation",
+)
+DATE_KEYWORDS = ("PatientBirthDate",)
+PHONE_KEYWORDS = ("PatientTelephoneNumbers", "PersonTelephoneNumbers", "ReferringPhysicianTelephoneNumbers")
+ADDRESS_KEYWORDS = ("PatientAddress", "InstitutionAddress", "PersonAddress", "RegionOfResidence")
+INSTITUTION_KEYWORDS = (
+    "InstitutionName",
+    "InstitutionalDepartmentName",
+    "ReferringPhysicianAddress",
+    "StationName",
+)
+_KIND: dict[int, str] = {}
+for _kw in ID_KEYWORDS:
+    _KIND[int(keyword_dict[_kw])] = "id"
+for _kw in DATE_KEYWORDS:
+    _KIND[int(keyword_dict[_kw])] = "date"
+for _kw in PHONE_KEYWORDS:
+    _KIND[int(keyword_dict[_kw])] = "phone"
+for _kw in ADDRESS_KEYWORDS:
+    _KIND[int(keyword_dict[_kw])] = "address"
+for _kw in INSTITUTION_KEYWORDS:
+    _KIND[int(keyword_dict[_kw])] = "whole"
+for _tag in PN_TAGS:
+    _KIND[int(_tag)] = "name"
+TOKEN_TAGS = frozenset(_KIND)
+_SPLIT_NAME = re.compile(r"[\^=,\s]+")
+_WORD = re.compile(r"[^\W_]{4,}", re.UNICODE)
+
+
+@dataclass(slots=True)
+class Tokens:
+    """The raw identifying strings of one instance, before filtering."""
+
+    values: set[str] = field(default_factory=set)
+
+    def add_value(self, kind: str, text: str) -> None:
+        """Add the tokens a value of ``kind`` contributes (names split into components etc.)."""
+        text = text.strip(" \x00")
+        if not text:
+            return
+        add = self.values.add
+        if kind == "name":
+            for group in text.split("="):
+                if group.strip():
+                    add(group.strip())
+                for part in _SPLIT_NAME.split(group):
+                    if part:
+                        add(part)
+                        for sub in part.split("-"):
+                            add(sub)
+        elif kind == "date":
+            add(text)
+            if len(text) == 8 and text.isdigit():
+                y, m, d = text[:4], text[4:6], text[6:]
+                add(f"{y}-{m}-{d}")
+                add(f"{d}.{m}.{y}")
+                add(f"{m}/{d}/{y}")
+                add(f"{d}/{m}/{y}")
+        elif kind == "phone":
+            add(text)
+            digits = "".join(c for c in text if c.isdigit())
+            if len(digits) >= 6:
+                add(digits)
+        elif kind == "address":
+            add(text)
+            for word in _WORD.findall(text):
+                add(word)
+        else:
+            add(text)
+            for part in text.split("\\"):
+                add(part.strip())
+
+
+def collect_tokens(ds: Dataset, tokens: Tokens | None = None) -> Tokens:
+    """Walk ``ds`` (sequences included) and collect the identifying values it carries."""
+    tokens = tokens or Tokens()
+    for tag, elem in list(ds._dict.items()):
+        t = int(tag)
+        kind = _KIND.get(t)
+        vr = elem.VR
+        if kind is not None:
+            value = ds[tag].value
+            if isinstance(value, Sequence):
+                for item in value:
+                    collect_tokens(item, tokens)
+                continue
+            values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+            for v in values:
+                if v is not None and not isinstance(v, bytes):
+                    tokens.add_value(kind, str(v))
+            continue
+        if (
+            vr == "SQ"
+            or (vr is None and t in DicomDictionary and DicomDictionary[t][0] == "SQ")
+            or (isinstance(elem, DataElement) and isinstance(elem.value, Sequence))
+        ):
+            seq = ds[tag].value
+            if isinstance(seq, Sequence):
+                for item in seq:
+                    collect_tokens(item, tokens)
+    return tokens
+
+
+class TokenSet:
+    """Compiled identifying tokens of one instance: scrub text, scan bytes."""
+
+    def __init__(
+        self,
+        values: Iterable[str],
+        *,
+        legit: Iterable[str] = (),
+        containers: Iterable[str] = (),
+        encodings: list[str] | None = None,
+        min_length: int = 3,
+        min_numeric_length: int = 4,
+        whole_word_below: int = 6,
+    ) -> None:
+        legit_set = {v.strip().upper() for v in legit if v and v.strip()}
+        # Tokens that are part of a kept equipment value (an institution called like its scanner's
+        # manufacturer) identify no one; without this every such site would quarantine everything.
+        container_text = "\x00".join(c.upper() for c in containers if c)
+        kept: list[str] = []
+        for value in values:
+            token = value.strip()
+            if len(token) < min_length or token.upper() in legit_set:
+                continue
+            if container_text and token.upper() in container_text:
+                continue
+            if token.replace(" ", "").replace("-", "").isdigit() and len(token) < min_numeric_length:
+                continue
+            kept.append(token)
+        # Longest first so the alternation prefers whole names over their components.
+        self.tokens = sorted(set(kept), key=lambda t: (-len(t), t))
+        self._whole_word_below = whole_word_below
+        self._text_re = self._compile_text()
+        self._bytes_re = self._compile_bytes(convert_encodings(encodings or ["iso8859"]))
+
+    def __bool__(self) -> bool:
+        return bool(self.tokens)
+
+    def _wrap(self, token: str, esc: str) -> str:
+        if len(token) < self._whole_word_below:
+            return r"(?<![0-9A-Za-z])" + esc + r"(?![0-9A-Za-z])"
+        return esc
+
+    def _compile_text(self) -> re.Pattern[str] | None:
+        if not self.tokens:
+            return None
+        return re.compile("|".join(self._wrap(t, re.escape(t)) for t in self.tokens), re.IGNORECASE)
+
+    def _compile_bytes(self, encodings: list[str]) -> re.Pattern[bytes] | None:
+        if not self.tokens:
+            return None
+        alternatives: list[bytes] = []
+        seen: set[bytes] = set()
+        for token in self.tokens:
+            for variant in {token, token.upper(), token.lower()}:
+                for encoded in _encodings_of(variant, encodings):
+                    if encoded in seen or not encoded:
+                        continue
+                    seen.add(encoded)
+                    esc = re.escape(encoded)
+                    if len(token) < self._whole_word_below:
+                        esc = rb"(?<![0-9A-Za-z])" + esc + rb"(?![0-9A-Za-z])"
+                    alternatives.append(esc)
+        alternatives.sort(key=len, reverse=True)
+        return re.compile(b"|".join(alternatives), re.IGNORECASE)
+
+    def scrub(self, text: str, replacement: str = "*") -> str:
+        """Return ``text`` with every token occurrence replaced (Clean Descriptors)."""
+        if self._text_re is None:
+            return text
+        return self._text_re.sub(replacement, text)
+
+    def contains_text(self, text: str) -> bool:
+        """True when ``text`` contains a token."""
+        return self._text_re is not None and self._text_re.search(text) is not None
+
+    def find_bytes(self, data: bytes) -> int:
+        """Offset of the first token in ``data``, or -1."""
+        if self._bytes_re is None:
+            return -1
+        match = self._bytes_re.search(data)
+        return -1 if match is None else match.start()
+
+    def contains_bytes(self, data: bytes) -> bool:
+        """True when the serialised ``data`` contains a token."""
+        return self.find_bytes(data) >= 0
+
+
+def _encodings_of(text: str, encodings: list[str]) -> set[bytes]:
+    out: set[bytes] = set()
+    try:
+        out.add(encode_string(text, encodings))
+    except (UnicodeError, LookupError, ValueError):
+        pass
+    for codec in ("utf-8", "latin-1"):
+        try:
+            out.add(text.encode(codec))
+        except UnicodeError:
+            pass
+    return out
+
+
+def find_path(ds: Dataset, tokens: TokenSet, implicit: bool, little: bool, prefix: str = "") -> str | None:
+    """Return the tag path (e.g. ``(0040,0275)[0].(0032,1060)``) of the first element holding a token.
+
+    Only used after ``scan`` found a hit, to report *where* (never the value). Values are re-serialised
+    element by element so the search sees exactly the bytes that would have been written.
+    """
+    encodings = ds.get("SpecificCharacterSet", "iso8859")
+    for tag in sorted(ds._dict):
+        elem = ds.get_item(tag)
+        path = f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        value = elem.value if not isinstance(elem, RawDataElement) else None
+        if isinstance(value, Sequence):
+            for index, item in enumerate(value):
+                found = find_path(item, tokens, implicit, little, f"{path}[{index}].")
+                if found:
+                    return found
+            continue
+        buf = DicomBytesIO()
+        buf.is_implicit_VR = implicit
+        buf.is_little_endian = little
+        try:
+            write_data_element(buf, elem, encodings)
+        except (ValueError, TypeError, NotImplementedError, LookupError):
+            continue
+        if tokens.contains_bytes(buf.getvalue()):
+            return path
+    return None
