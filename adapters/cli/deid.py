@@ -1,0 +1,200 @@
+"""``tmi deid SRC DST``: de-identify files into ``DST/<pseudonym>/<study>/<series>/<sop>.dcm``.
+
+Input names are never reused (folder and file names may themselves carry PHI): every output path is
+built from research identifiers only. ``--report`` writes a JSON document with every input's outcome
+(written path, or quarantined with its reason) and totals; because it lists the *input* paths it is a
+confidential, clinic-side document. Exit codes: 0 when every input was written or quarantined with a
+reason, 2 on usage/configuration errors, 3 when an input hit an internal error (see the report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_INTERNAL = 3
+
+_DEID: Any = None  # the per-process Deidentifier (set by _init_worker)
+_DST: Path | None = None
+
+
+def register(subparsers: Any) -> None:
+    """Register the ``deid`` subcommand."""
+    parser = subparsers.add_parser(
+        "deid",
+        help="de-identify DICOM files (a file or a folder tree) into a research layout",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("src", type=Path, help="input file or folder (searched recursively)")
+    parser.add_argument("dst", type=Path, help="output folder")
+    parser.add_argument(
+        "--profile", default=None, help="profile name (clinic-research, basic) or path to a profile JSON file"
+    )
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        default=None,
+        help="key file (hex); default: TMI_DEID_KEY_FILE / TMI_DEID_KEY, else .run/deid.key (created)",
+    )
+    parser.add_argument("--report", type=Path, default=None, help="write a JSON report of every input here")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="worker processes (default: number of CPUs; 1 = in-process)"
+    )
+    parser.add_argument("--calling-aet", default=None, help="AE title of the sender (pseudonym namespace)")
+    parser.set_defaults(func=run)
+
+
+def iter_inputs(src: Path) -> Iterator[Path]:
+    """Every regular file under ``src`` (or ``src`` itself), in a stable order."""
+    if src.is_file():
+        yield src
+        return
+    for root, dirs, files in os.walk(src):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root) / name
+            if path.is_file():
+                yield path
+
+
+def _init_worker(profile_source: str, key: bytes, dst: str) -> None:
+    global _DEID, _DST
+    from tmi.deid import Deidentifier, OfflinePseudonymProvider, load_profile
+
+    _DEID = Deidentifier(load_profile(profile_source), key, OfflinePseudonymProvider(key))
+    _DST = Path(dst)
+
+
+def _process(task: tuple[str, str | None]) -> dict[str, Any]:
+    path_text, calling_aet = task
+    assert _DEID is not None and _DST is not None
+    entry: dict[str, Any] = {"input": path_text}
+    tmp_path: str | None = None
+    try:
+        with open(path_text, "rb") as src, tempfile.NamedTemporaryFile(
+            dir=_DST, prefix=".tmi-partial-", suffix=".dcm", delete=False
+        ) as tmp:
+            tmp_path = tmp.name
+            result = _DEID.deidentify(src, tmp, calling_aet=calling_aet)
+        entry["outcome"] = result.outcome
+        if result.outcome == "written":
+            target = _DST / result.research_key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp_path, target)
+            tmp_path = None
+            entry["output"] = result.research_key
+            entry["bytes"] = result.bytes_written
+            entry["pseudonym"] = result.assignment.pseudonym if result.assignment else None
+        else:
+            entry["reason"] = result.reason
+            entry["detail"] = result.detail
+    except Exception as exc:  # noqa: BLE001 - one bad input must not stop the batch; reported as error
+        # Class name only: exception messages from parsers may quote values (PHI).
+        log.error("internal error on one input: %s", exc.__class__.__name__)
+        entry["outcome"] = "error"
+        entry["reason"] = "internal.error"
+        entry["detail"] = f"{exc.__class__.__name__}"
+    finally:
+        if tmp_path is not None:
+            try:
+                os.unlink(tmp_path)
+            except FileNotFoundError:
+                pass
+    return entry
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``tmi deid``; see the module docstring for the exit codes."""
+    from tqdm import tqdm
+
+    from tmi.deid import load_or_create_key, load_profile
+    from tmi.settings import get_settings
+
+    src: Path = args.src
+    dst: Path = args.dst
+    if not src.exists():
+        print(f"tmi deid: {src} does not exist", file=sys.stderr)
+        return 2
+    profile_source = args.profile or get_settings().deid_profile
+    load_profile(profile_source)  # validate before starting workers (ConfigurationError -> exit 2)
+    key_file = args.key_file or get_settings().deid_key_file
+    key, key_path, created = load_or_create_key(key_file)
+    if created:
+        print(
+            f"tmi deid: created a new de-identification key at {key_path} (mode 0600). Keep it: the same key "
+            "is needed to map later arrivals to the same research UIDs and pseudonyms (docs/keys.md).",
+            file=sys.stderr,
+        )
+    dst.mkdir(parents=True, exist_ok=True)
+    inputs = [str(p) for p in iter_inputs(src)]
+    dst_resolved = dst.resolve()
+    inputs = [p for p in inputs if dst_resolved not in Path(p).resolve().parents]
+    workers = args.workers if args.workers and args.workers > 0 else (os.cpu_count() or 1)
+    workers = max(1, min(workers, len(inputs) or 1))
+    started = time.time()
+    entries: list[dict[str, Any]] = []
+    tasks = [(p, args.calling_aet) for p in inputs]
+    bar = tqdm(total=len(tasks), unit="file", disable=not sys.stderr.isatty(), file=sys.stderr)
+    try:
+        if workers == 1:
+            _init_worker(profile_source, key, str(dst))
+            for task in tasks:
+                entries.append(_process(task))
+                bar.update(1)
+        else:
+            ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+            init_args = (profile_source, key, str(dst))
+            with ctx.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
+                for entry in pool.imap_unordered(_process, tasks, chunksize=4):
+                    entries.append(entry)
+                    bar.update(1)
+    finally:
+        bar.close()
+    order = {p: i for i, p in enumerate(inputs)}
+    entries.sort(key=lambda e: order.get(e["input"], 0))
+    elapsed = time.time() - started
+    totals = {
+        "inputs": len(entries),
+        "written": sum(1 for e in entries if e["outcome"] == "written"),
+        "quarantined": sum(1 for e in entries if e["outcome"] == "quarantined"),
+        "errors": sum(1 for e in entries if e["outcome"] == "error"),
+        "bytes_written": sum(int(e.get("bytes", 0)) for e in entries),
+        "seconds": round(elapsed, 3),
+    }
+    reasons: dict[str, int] = {}
+    for e in entries:
+        if e["outcome"] != "written":
+            reasons[e["reason"]] = reasons.get(e["reason"], 0) + 1
+    totals["by_reason"] = dict(sorted(reasons.items()))
+    if args.report:
+        report = {
+            "tool": "tmi deid",
+            "profile": profile_source,
+            "key_file": str(key_path) if key_path else "environment",
+            "output": str(dst),
+            "totals": totals,
+            "inputs": entries,
+        }
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(
+        f"tmi deid: {totals['inputs']} input(s): {totals['written']} written, "
+        f"{totals['quarantined']} quarantined, {totals['errors']} error(s) in {elapsed:.1f}s",
+        file=sys.stderr,
+    )
+    for reason, count in totals["by_reason"].items():
+        print(f"  {reason}: {count}", file=sys.stderr)
+    return EXIT_INTERNAL if totals["errors"] else EXIT_OK
