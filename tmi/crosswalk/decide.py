@@ -146,6 +146,9 @@ def decide(incoming: NormalizedPHI, same_key: Sequence[Candidate], other: Sequen
                 flags.append(FlagSpec("ambiguous_match", _evidence("same_key_ambiguous", cmp, cand),
                                       cand.person_id, cand.identity_id))
             flags.extend(_other_key_flags(incoming, other, rules, exclude=set()))
+            if len(present) < rules.min_fields_for_decision:
+                flags.append(FlagSpec("incomplete_phi", {"rule": "rule5_incomplete_phi",
+                                                         "present_fields": present}))
             return Decision("new_person", "same_key_ambiguous", flags=tuple(_dedupe(flags)))
         if n_diff <= rules.typo_max_differences:
             linked_rule = ("rule1_same_key_same_phi" if n_diff <= rules.link_max_differences

@@ -1,0 +1,30 @@
+"""Jaro–Winkler and near-date detection (flags only)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tmi.crosswalk.similarity import dates_near, jaro, jaro_winkler
+
+
+def test_jaro_winkler_reference_values() -> None:
+    # Classic reference pairs (Winkler 1990).
+    assert jaro("martha", "marhta") == pytest.approx(0.9444, abs=1e-4)
+    assert jaro_winkler("martha", "marhta") == pytest.approx(0.9611, abs=1e-4)
+    assert jaro_winkler("dwayne", "duane") == pytest.approx(0.84, abs=1e-2)
+    assert jaro_winkler("dixon", "dicksonx") == pytest.approx(0.8133, abs=1e-4)
+    assert jaro_winkler("same", "same") == 1.0
+    assert jaro_winkler("", "abc") == 0.0
+    assert jaro_winkler("abc", "xyz") == 0.0
+
+
+@pytest.mark.parametrize(("a", "b", "near"), [
+    ("19700101", "19700102", True),   # one digit
+    ("19700112", "19700121", True),   # adjacent transposition
+    ("19700102", "19700201", True),   # day/month swapped
+    ("19700101", "19700101", False),  # equal is not "near"
+    ("19700101", "19811231", False),
+    ("19700112", "19700123", False),
+])
+def test_dates_near(a: str, b: str, near: bool) -> None:
+    assert dates_near(a, b) is near
