@@ -95,7 +95,8 @@ def test_fuzzy_similarity_only_flags() -> None:
     assert d.flag_kinds == ("similar_person",)
     assert d.flags[0].evidence["name_similarity"] >= RULES.fuzzy_name_threshold
     near_date = cand(8, "p8", phi(patient_id="X8", issuer="C", birth_date="19700110"))
-    d2 = decide(normalize_phi(JOHN), [], [near_date], RULES.with_changes(possible_same_person="link_and_flag"))
+    linking = RULES.with_changes(possible_same_person="link_and_flag")
+    d2 = decide(normalize_phi(JOHN), [], [near_date], linking)
     assert d2.action == "new_person" and d2.flag_kinds == ("similar_person",)
     different_sex = cand(9, "p7", phi(patient_id="X7", issuer="D", name="Doe^Jon", sex="F"))
     assert decide(normalize_phi(JOHN), [], [different_sex], RULES).flags == ()
