@@ -122,6 +122,8 @@ class IntakeService:
             raise
         except Exception as exc:
             # Unknown failure: release and retry; maxReceiveCount bounds the retries (then the DLQ).
+            # The JSON log formatter records the exception class only (messages may quote values).
+            logger.exception("unexpected processing error", extra={"tmi": log})
             self._release(obj, type(exc).__name__)
             raise RetryableError(f"{type(exc).__name__}: processing failed") from exc
         seconds = self.clock() - started
@@ -161,8 +163,7 @@ class IntakeService:
             assignment = result.assignment
             pseudonym = assignment.pseudonym if assignment is not None else None
             research_key = str(result.research_key)
-            dst.seek(0)
-            self._put_research(dst, research_key, pseudonym)
+            self._put_research(dst.name, research_key, pseudonym)
             self.archive.store(dst.name)
             self.recorder.published(result, intake_bucket=obj.bucket, intake_key=obj.key,
                                     research_bucket=self.research_bucket, research_key=research_key,
@@ -205,13 +206,14 @@ class IntakeService:
         metadata = response.get("Metadata") or {}
         return str(metadata.get(CALLING_AET_METADATA, "")) or ""
 
-    def _put_research(self, fileobj: IO[bytes], research_key: str, pseudonym: str | None) -> None:
+    def _put_research(self, path: str, research_key: str, pseudonym: str | None) -> None:
+        """Upload the de-identified file (multipart above 64 MB; ``upload_file`` streams from disk)."""
         from boto3.s3.transfer import TransferConfig
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self.s3.upload_fileobj(
-                fileobj, self.research_bucket, research_key,
+            self.s3.upload_file(
+                path, self.research_bucket, research_key,
                 ExtraArgs={"ContentType": "application/dicom", "Metadata": {"pseudonym": pseudonym or ""}},
                 Config=TransferConfig(multipart_threshold=64 * CHUNK, multipart_chunksize=16 * CHUNK,
                                       use_threads=False),

@@ -1,0 +1,209 @@
+"""`tmi worker`: the local event-source mapping (what AWS Lambda's SQS trigger does, as one process).
+
+It long-polls the intake queue, hands each batch to ``functions.intake_handler`` as an SQS-shaped event,
+deletes the messages that succeeded and leaves the failures alone: they reappear after the queue's
+visibility timeout and move to the dead-letter queue after ``maxReceiveCount`` receives. Between polls it
+drains the crosswalk's republish work items (``functions.republish_handler``). SIGTERM/SIGINT finish the
+batch in hand and exit cleanly; a SIGKILL loses nothing (unacknowledged messages come back, claims expire).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``tmi worker``, ``tmi reconcile`` and ``tmi republish``."""
+    parser = subparsers.add_parser("worker", help="poll the intake queue and run the pipeline (local runner)")
+    _arguments(parser)
+    parser.set_defaults(func=run)
+    rec = subparsers.add_parser("reconcile", help="re-enqueue intake objects that have no finished record")
+    rec.add_argument("--min-age-s", type=float, default=60.0,
+                     help="skip objects younger than this (their notification may still be in flight)")
+    rec.add_argument("--dry-run", action="store_true", help="list, do not enqueue")
+    rec.add_argument("--json", action="store_true", help="print the report as JSON")
+    rec.set_defaults(func=run_reconcile)
+    rep = subparsers.add_parser("republish", help="process pending crosswalk republish work items now")
+    rep.set_defaults(func=run_republish)
+
+
+def run_reconcile(args: argparse.Namespace) -> int:
+    """Entry point of ``tmi reconcile``."""
+    import json
+
+    from adapters.pipeline.reconcile import reconcile
+    from adapters.pipeline.wiring import build_context
+
+    ctx = build_context()
+    try:
+        report = reconcile(ctx.s3, ctx.sqs, ctx.claims, bucket=ctx.settings.intake_bucket,
+                           prefix=ctx.settings.intake_prefix, queue_name=ctx.settings.intake_queue,
+                           min_age_s=args.min_age_s, dry_run=args.dry_run)
+    finally:
+        ctx.close()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        verb = "would re-enqueue" if args.dry_run else "re-enqueued"
+        print(f"listed {report.listed}, finished {report.finished}, too young {report.too_young}, "
+              f"{verb} {len(report.enqueued)}")
+    return 0
+
+
+def run_republish(args: argparse.Namespace) -> int:
+    """Entry point of ``tmi republish``."""
+    from adapters.pipeline.republish import RepublishService
+    from adapters.pipeline.wiring import build_context
+
+    ctx = build_context()
+    try:
+        outcomes = RepublishService(ctx).drain()
+    finally:
+        ctx.close()
+    for outcome in outcomes:
+        reason = f" ({outcome.reason})" if outcome.reason else ""
+        print(f"item {outcome.item_id}: {outcome.outcome} {outcome.old_key or '-'} -> "
+              f"{outcome.new_key or '-'}{reason}")
+    print(f"{len(outcomes)} republish item(s) handled")
+    return 1 if any(o.outcome == "failed" for o in outcomes) else 0
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", default="worker", help="name used in logs and the heartbeat file")
+    parser.add_argument("--threads", type=int, default=None, help="messages processed concurrently")
+    parser.add_argument("--once", action="store_true", help="process what is queued now, then exit")
+    parser.add_argument("--max-idle-s", type=float, default=None, help="exit after this long with no work")
+
+
+def to_lambda_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    """Shape SQS ``ReceiveMessage`` results like the event Lambda's SQS trigger delivers."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m.get("Body", ""),
+                "attributes": dict(m.get("Attributes", {})),
+                "messageAttributes": dict(m.get("MessageAttributes", {})),
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for m in messages
+        ]
+    }
+
+
+class Worker:
+    """The poll → handle → delete loop; see the module docstring."""
+
+    def __init__(self, name: str, threads: int | None = None) -> None:
+        from adapters.pipeline.wiring import build_context, build_intake_service
+
+        self.name = name
+        self.ctx = build_context()
+        self.service = build_intake_service(self.ctx)
+        self.threads = threads or self.ctx.pipeline.threads
+        self.stop = threading.Event()
+        sqs = self.ctx.sqs
+        self.queue_url = sqs.get_queue_url(QueueName=self.ctx.settings.intake_queue)["QueueUrl"]
+        self.queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
+        self.heartbeat = Path(self.ctx.settings.run_dir) / "stack" / f"{name}.heartbeat"
+        self._last_republish = 0.0
+
+    def poll_once(self) -> int:
+        """Receive one batch, process it, acknowledge successes; return how many messages were received."""
+        from functions.intake_handler import handle_sqs_event
+
+        response = self.ctx.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=max(1, min(10, self.ctx.pipeline.batch_size)),
+            WaitTimeSeconds=self.ctx.pipeline.wait_time_s, AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            return 0
+        event = to_lambda_event(messages, self.queue_arn, self.ctx.settings.aws_region)
+        result, _ = handle_sqs_event(event, self.service, threads=self.threads)
+        failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            chunk = done[start:start + 10]
+            self.ctx.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+            )
+        logger.info("batch handled", extra={"tmi": {"worker": self.name, "received": len(messages),
+                                                    "acknowledged": len(done), "failed": len(failed)}})
+        return len(messages)
+
+    def drain_republish(self) -> int:
+        """Process pending republish work items (at most every ``republish_interval_s``)."""
+        now = time.monotonic()
+        if now - self._last_republish < self.ctx.pipeline.republish_interval_s:
+            return 0
+        self._last_republish = now
+        from functions.republish_handler import drain
+
+        return drain(self.ctx)
+
+    def run(self, once: bool = False, max_idle_s: float | None = None) -> int:
+        """Loop until stopped (or, with ``once``, until the queue is empty)."""
+        idle_since = time.monotonic()
+        logger.info("worker started", extra={"tmi": {"worker": self.name, "queue": self.queue_url,
+                                                     "threads": self.threads}})
+        while not self.stop.is_set():
+            self.heartbeat.parent.mkdir(parents=True, exist_ok=True)
+            self.heartbeat.touch()
+            try:
+                received = self.poll_once()
+                republished = self.drain_republish()
+            except Exception:
+                logger.exception("poll failed; retrying", extra={"tmi": {"worker": self.name}})
+                self.stop.wait(2.0)
+                continue
+            if received or republished:
+                idle_since = time.monotonic()
+            elif once or (max_idle_s is not None and time.monotonic() - idle_since > max_idle_s):
+                break
+        logger.info("worker stopped", extra={"tmi": {"worker": self.name}})
+        self.ctx.close()
+        return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``tmi worker``."""
+    from adapters.pipeline.jsonlog import configure
+
+    configure(logging.INFO)
+    worker = Worker(args.name, args.threads)
+
+    def _stop(signum: int, _frame: object) -> None:
+        logger.info("signal received; finishing the batch in hand", extra={"tmi": {"signal": signum}})
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return worker.run(once=args.once, max_idle_s=args.max_idle_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m adapters.cli.worker`` (how ``tmi stack up`` starts workers)."""
+    parser = argparse.ArgumentParser(prog="tmi worker")
+    _arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

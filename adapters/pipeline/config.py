@@ -1,0 +1,27 @@
+"""Pipeline-specific settings (env prefix ``TMI_PIPELINE_``), next to the shared ``tmi.settings``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PipelineSettings(BaseSettings):
+    """How many workers/threads process the queue, and how they poll it."""
+
+    model_config = SettingsConfigDict(env_prefix="TMI_PIPELINE_", extra="ignore")
+
+    workers: int = 2  # worker processes `tmi stack up` starts
+    threads: int = 4  # messages processed concurrently per worker process
+    batch_size: int = 10  # SQS MaxNumberOfMessages (1..10)
+    wait_time_s: int = 1  # SQS long-poll seconds (short keeps latency low on an idle queue)
+    claim_ttl_s: int = 300  # an IN_PROGRESS claim older than this may be taken over
+    db_pool_size: int = 8
+    republish_interval_s: float = 2.0  # how often a worker drains republish work items
+
+
+@lru_cache(maxsize=1)
+def get_pipeline_settings() -> PipelineSettings:
+    """Process-wide pipeline settings (cached; ``get_pipeline_settings.cache_clear()`` to reload)."""
+    return PipelineSettings()

@@ -1,0 +1,81 @@
+"""Bookkeeping after de-identification: the crosswalk's instance rows and notes, the research catalog.
+
+The crosswalk (``adapters.db.crosswalk.CrosswalkService``) keeps original ↔ research UIDs, the person, the
+object keys and the instance state; the research catalog (``adapters.db.catalog``) keeps the
+research-safe attributes the gateway queries. The identity a resolve produced comes from the thread's
+pseudonym provider (``last_resolution``), so this recorder and the de-identifier share a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+logger = logging.getLogger(__name__)
+
+
+class PipelineRecorder:
+    """Implements :class:`adapters.pipeline.service.Recorder` on the crosswalk and the catalog."""
+
+    def __init__(self, crosswalk: Any, pool: ConnectionPool, last_resolution: Callable[[], Any]) -> None:
+        self._crosswalk = crosswalk
+        self._pool = pool
+        self._last_resolution = last_resolution
+
+    def _record_instance(self, result: Any, *, intake_key: str, research_key: str | None, state: str,
+                         detail: str | None) -> Any:
+        resolution = self._last_resolution()
+        original, research = result.original, result.research
+        if resolution is None or original is None or research is None:
+            return None
+        record = self._crosswalk.record_instance(
+            person_id=resolution.person_id, identity_id=resolution.identity_id,
+            original_study_uid=original.study_instance_uid, anon_study_uid=research.study_instance_uid,
+            original_series_uid=original.series_instance_uid, anon_series_uid=research.series_instance_uid,
+            original_sop_uid=original.sop_instance_uid, anon_sop_uid=research.sop_instance_uid,
+            accession=getattr(original, "accession", None) or None,
+            study_date=getattr(original, "study_date", None) or None,
+            modality=(result.catalog or {}).get("modality") if isinstance(result.catalog, dict) else None,
+            sop_class_uid=getattr(original, "sop_class_uid", None) or None,
+            intake_key=intake_key, research_key=research_key, state=state, state_detail=detail,
+        )
+        if record.anon_study_uid != research.study_instance_uid:
+            logger.warning("crosswalk kept another anonymized study UID for this study",
+                           extra={"tmi": {"object_key": intake_key, "instance_id": record.id}})
+        if result.notes:
+            self._crosswalk.add_dicom_notes(resolution.person_id, list(result.notes))
+        return record
+
+    def published(self, result: Any, *, intake_bucket: str, intake_key: str, research_bucket: str,
+                  research_key: str, size: int, sha256: str) -> None:
+        """Record the published instance in the crosswalk (state ``published``) and the catalog."""
+        from adapters.db.catalog import CatalogEntry, upsert_instance
+
+        self._record_instance(result, intake_key=intake_key, research_key=research_key, state="published",
+                              detail=None)
+        research = result.research
+        entry = CatalogEntry.from_catalog(
+            dict(result.catalog or {}), study_instance_uid=research.study_instance_uid,
+            series_instance_uid=research.series_instance_uid, sop_instance_uid=research.sop_instance_uid,
+            bucket_key=research_key, size_bytes=size, sha256=sha256,
+        )
+        with self._pool.connection() as conn:
+            upsert_instance(conn, entry)
+
+    def quarantined(self, result: Any | None, *, intake_bucket: str, intake_key: str, reason: str,
+                    detail: str) -> None:
+        """Mark the crosswalk instance ``quarantined`` when the instance could be identified."""
+        if result is None:
+            return
+        self._record_instance(result, intake_key=intake_key, research_key=None, state="quarantined",
+                              detail=reason)
+
+    def withdraw_catalog(self, sop_instance_uid: str) -> None:
+        """Remove an instance from the research catalog (republish moves it)."""
+        from adapters.db.catalog import delete_instance
+
+        with self._pool.connection() as conn:
+            delete_instance(conn, sop_instance_uid)
