@@ -17,6 +17,8 @@ from collections.abc import Sequence
 # subcommands whose parsers set ``func`` (``args -> int``).
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "adapters.cli.deid",
+    "adapters.cli.stack",
+    "adapters.cli.worker",
 )
 
 EXIT_OK = 0
