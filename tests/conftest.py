@@ -14,6 +14,7 @@ import pytest
 # Reusable service fixtures live in tests/fixtures/<name>.py; list each module here (one line each).
 pytest_plugins: list[str] = [
     "tests.fixtures.s3",
+    "tests.fixtures.localstack",
 ]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

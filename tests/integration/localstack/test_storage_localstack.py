@@ -1,0 +1,108 @@
+"""The LocalStack lane: storage-policies applied by the bootstrap, and presigned URLs as AWS treats them."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs, unquote_plus, urlencode, urlparse, urlunparse
+
+import pytest
+import requests
+from botocore.config import Config
+
+from adapters.bootstrap import BootstrapResult, bootstrap, plan
+from tmi.settings import get_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.localstack]
+
+
+def test_bootstrap_applies_every_policy_and_is_idempotent(
+    localstack_storage: BootstrapResult, localstack_s3: Any, localstack_sqs: Any
+) -> None:
+    settings = get_settings()
+    assert localstack_storage.warnings == []
+    desired = plan(settings, account_id=localstack_storage.dlq_arn.split(":")[4])
+    for bucket in desired.buckets.values():
+        policy = json.loads(localstack_s3.get_bucket_policy(Bucket=bucket.name)["Policy"])
+        assert policy == bucket.policy
+        rules = localstack_s3.get_bucket_lifecycle_configuration(Bucket=bucket.name)["Rules"]
+        assert sorted(r["ID"] for r in rules) == sorted(r["ID"] for r in bucket.lifecycle["Rules"])
+        assert localstack_s3.get_bucket_versioning(Bucket=bucket.name)["Status"] == "Enabled"
+        pab = localstack_s3.get_public_access_block(Bucket=bucket.name)["PublicAccessBlockConfiguration"]
+        assert pab == bucket.public_access_block
+    lock = localstack_s3.get_object_lock_configuration(Bucket=settings.intake_bucket)
+    assert lock["ObjectLockConfiguration"]["Rule"]["DefaultRetention"]["Mode"] == "GOVERNANCE"
+
+    attrs = localstack_sqs.get_queue_attributes(
+        QueueUrl=localstack_storage.intake_queue_url, AttributeNames=["All"]
+    )["Attributes"]
+    assert json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"] == localstack_storage.dlq_arn
+
+    again = bootstrap(settings, localstack_s3, localstack_sqs)
+    assert again.changed == []
+    assert again.warnings == []
+
+
+def test_intake_put_reaches_the_queue(
+    localstack_storage: BootstrapResult, localstack_s3: Any, localstack_sqs: Any
+) -> None:
+    settings = get_settings()
+    key = f"{settings.intake_prefix}2026/a b+c.dcm"
+    localstack_s3.put_object(Bucket=settings.intake_bucket, Key=key, Body=b"DICM")
+    records: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 15
+    while not records and time.monotonic() < deadline:
+        got = localstack_sqs.receive_message(
+            QueueUrl=localstack_storage.intake_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=2
+        )
+        for message in got.get("Messages", []):
+            records.extend(json.loads(message["Body"]).get("Records", []))
+    assert [unquote_plus(r["s3"]["object"]["key"]) for r in records] == [key]
+
+
+def _tamper(url: str) -> str:
+    """The same presigned URL asking for another key (signature unchanged)."""
+    parts = urlparse(url)
+    return urlunparse(parts._replace(path=parts.path.replace("scan.dcm", "other.dcm")))
+
+
+def _with_query(url: str, **changes: str) -> str:
+    parts = urlparse(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    query.update(changes)
+    return urlunparse(parts._replace(query=urlencode(query)))
+
+
+@pytest.mark.parametrize("signature_version", ["s3v4", "s3"])
+def test_presigned_get_works_and_tampered_or_expired_urls_are_refused(
+    localstack_storage: BootstrapResult, localstack_endpoint: str, signature_version: str
+) -> None:
+    import boto3
+
+    settings = get_settings()
+    s3 = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=localstack_endpoint,
+        config=Config(signature_version=signature_version),
+    )
+    for key in ("P1/scan.dcm", "P1/other.dcm"):
+        s3.put_object(Bucket=settings.research_bucket, Key=key, Body=key.encode())
+    params = {"Bucket": settings.research_bucket, "Key": "P1/scan.dcm"}
+
+    good = s3.generate_presigned_url("get_object", Params=params, ExpiresIn=300)
+    response = requests.get(good, timeout=10)
+    assert response.status_code == 200
+    assert response.content == b"P1/scan.dcm"
+
+    assert requests.get(_tamper(good), timeout=10).status_code == 403
+    if signature_version == "s3v4":
+        assert requests.get(_with_query(good, **{"X-Amz-Expires": "3600"}), timeout=10).status_code == 403
+    else:
+        expires = str(int(parse_qs(urlparse(good).query)["Expires"][0]) + 3600)
+        assert requests.get(_with_query(good, Expires=expires), timeout=10).status_code == 403
+
+    short = s3.generate_presigned_url("get_object", Params=params, ExpiresIn=1)
+    time.sleep(2.5)
+    assert requests.get(short, timeout=10).status_code == 403
