@@ -118,6 +118,18 @@ class IntakeWriter:
         return thread
 
 
+def orthanc_instance_id(patient_id: str, study_uid: str, series_uid: str, sop_uid: str) -> str:
+    """Orthanc's identifier of an instance: SHA-1 of ``PatientID|Study|Series|SOP`` in 5 dash groups.
+
+    It lets a sender (the demo, the benchmark) predict the intake object key of what it sends.
+    """
+    import hashlib
+
+    digest = hashlib.sha1("|".join((patient_id, study_uid, series_uid, sop_uid)).encode(),
+                          usedforsecurity=False).hexdigest()
+    return "-".join(digest[i:i + 8] for i in range(0, 40, 8))
+
+
 def _default_s3_client() -> Any:
     """A boto3 S3 client honouring ``AWS_ENDPOINT_URL*`` (the environment Orthanc was started with)."""
     import boto3

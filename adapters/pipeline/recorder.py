@@ -20,29 +20,43 @@ logger = logging.getLogger(__name__)
 class PipelineRecorder:
     """Implements :class:`adapters.pipeline.service.Recorder` on the crosswalk and the catalog."""
 
-    def __init__(self, crosswalk: Any, pool: ConnectionPool, last_resolution: Callable[[], Any]) -> None:
+    def __init__(self, crosswalk: Any, pool: ConnectionPool, last_resolution: Callable[[], Any],
+                 uid_map: Callable[[str], str]) -> None:
         self._crosswalk = crosswalk
         self._pool = pool
         self._last_resolution = last_resolution
+        self._uid_map = uid_map
 
     def _record_instance(self, result: Any, *, intake_key: str, research_key: str | None, state: str,
                          detail: str | None) -> Any:
         resolution = self._last_resolution()
-        original, research = result.original, result.research
-        if resolution is None or original is None or research is None:
+        original = result.original
+        if original is None:
             return None
+        if resolution is None:
+            if result.phi is None:
+                return None
+            # Quarantined before the core asked for a pseudonym (e.g. burned-in annotation): resolve the
+            # person now so the quarantined instance is listed under the right person for review.
+            resolution = self._crosswalk.resolve(result.phi, source=f"intake:{intake_key}")
+        study_uid = result.research.study_instance_uid if result.research else self._uid_map(
+            original.study_instance_uid)
+        series_uid = result.research.series_instance_uid if result.research else self._uid_map(
+            original.series_instance_uid)
+        sop_uid = result.research.sop_instance_uid if result.research else self._uid_map(
+            original.sop_instance_uid)
         record = self._crosswalk.record_instance(
             person_id=resolution.person_id, identity_id=resolution.identity_id,
-            original_study_uid=original.study_instance_uid, anon_study_uid=research.study_instance_uid,
-            original_series_uid=original.series_instance_uid, anon_series_uid=research.series_instance_uid,
-            original_sop_uid=original.sop_instance_uid, anon_sop_uid=research.sop_instance_uid,
-            accession=getattr(original, "accession", None) or None,
+            original_study_uid=original.study_instance_uid, anon_study_uid=study_uid,
+            original_series_uid=original.series_instance_uid, anon_series_uid=series_uid,
+            original_sop_uid=original.sop_instance_uid, anon_sop_uid=sop_uid,
+            accession=getattr(original, "accession_number", None) or None,
             study_date=getattr(original, "study_date", None) or None,
             modality=(result.catalog or {}).get("modality") if isinstance(result.catalog, dict) else None,
             sop_class_uid=getattr(original, "sop_class_uid", None) or None,
             intake_key=intake_key, research_key=research_key, state=state, state_detail=detail,
         )
-        if record.anon_study_uid != research.study_instance_uid:
+        if record.anon_study_uid != study_uid:
             logger.warning("crosswalk kept another anonymized study UID for this study",
                            extra={"tmi": {"object_key": intake_key, "instance_id": record.id}})
         if result.notes:

@@ -28,6 +28,15 @@ class ThreadLocalDeidentifier:
         self._profile = load_profile(settings.deid_profile)
         self._key = load_key(settings.deid_key_file) if settings.deid_key_file else load_key()
         self._local = threading.local()
+        from tmi.deid import UidMapper
+
+        self._uids = UidMapper(self._key)
+        self._uid_lock = threading.Lock()
+
+    def map_uid(self, uid: str) -> str:
+        """The research UID the core gives ``uid`` (same key, same keyed hash)."""
+        with self._uid_lock:
+            return str(self._uids.map(uid))
 
     def _pair(self) -> tuple[Any, Any]:
         pair = getattr(self._local, "pair", None)
@@ -124,7 +133,7 @@ def build_context(settings: Settings | None = None,
     return PipelineContext(
         settings=settings, pipeline=pipeline, pool=pool, crosswalk=crosswalk, s3=s3_client(settings),
         sqs=sqs_client(settings), archive=research_orthanc(settings), deidentifier=deidentifier,
-        recorder=PipelineRecorder(crosswalk, pool, deidentifier.last_resolution),
+        recorder=PipelineRecorder(crosswalk, pool, deidentifier.last_resolution, deidentifier.map_uid),
         claims=ClaimStore(pool, pipeline.claim_ttl_s),
     )
 

@@ -350,6 +350,19 @@ class Stack:
         say(f"s3: starting moto server on {self.local_s3_endpoint}")
         proc.start([*argv, "-H", "127.0.0.1", "-p", str(self.settings.s3_port)], self.env())
         self._wait("moto", self.s3_healthy, timeout_s)
+        self._forget_object_claims(say)
+
+    def _forget_object_claims(self, say: Callable[[str], None]) -> None:
+        """A fresh moto server is empty (it keeps objects in memory only): the pipeline's claims on the
+        objects of an earlier run name objects that no longer exist, so they are dropped. Instances sent
+        again are then processed again (idempotently: same research keys, same UIDs)."""
+        import psycopg
+
+        with psycopg.connect(self.database_url, autocommit=True) as conn, conn.transaction():
+            conn.execute("DELETE FROM pipeline_quarantine")
+            dropped = conn.execute("DELETE FROM pipeline_objects").rowcount
+        if dropped:
+            say(f"s3: fresh in-memory object store; dropped {dropped} claim(s) of the previous run")
 
     def _bootstrap(self, say: Callable[[str], None]) -> None:
         from adapters.bootstrap import bootstrap
