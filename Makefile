@@ -13,7 +13,7 @@ APT_CORE := postgresql dcmtk orthanc orthanc-dicomweb orthanc-python ca-certific
 APT_BROWSER := chromium chromium-driver
 
 .PHONY: help install apt-core apt-browser test test-unit lint typecheck bench bench-deid bench-crosswalk \
-        clean
+        clean demo bench-pipeline
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n",$$1,$$2}'
@@ -45,13 +45,19 @@ lint: $(STAMP) ## Ruff
 typecheck: $(STAMP) ## Mypy (strict on the core)
 	$(VENV)/bin/mypy
 
-bench: install bench-deid bench-crosswalk ## Run the benchmarks; results in bench/results/
+bench: install bench-deid bench-crosswalk bench-pipeline ## Run the benchmarks; results in bench/results/
 
 bench-deid: $(STAMP)
 	$(PY) -m bench.deid
 
 bench-crosswalk: $(STAMP)
 	$(PY) -m bench.crosswalk
+
+bench-pipeline: $(STAMP)
+	$(PY) -m bench.pipeline
+
+demo: install ## Run the pipeline end to end on synthetic mammography (starts the local stack; see docs/pipeline.md)
+	$(VENV)/bin/tmi demo
 
 clean: ## Remove caches and generated corpora (keeps .venv and .run)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache bench/corpus

@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "adapters.cli.deid",
     "adapters.cli.stack",
     "adapters.cli.worker",
+    "adapters.cli.demo",
 )
 
 EXIT_OK = 0
