@@ -55,14 +55,19 @@ def pg_cluster() -> Iterator[object]:
 
     if not any(Path(p).exists() for p in ("/usr/lib/postgresql/15/bin/pg_ctl", "/usr/lib/postgresql/16/bin/pg_ctl")):
         pytest.skip("PostgreSQL server not installed (make install installs it)")
-    data_dir = Path(tempfile.mkdtemp(prefix="tmi-test-pg-")) / "data"
+    tmp_root = Path(tempfile.mkdtemp(prefix="tmi-test-pg-"))
+    data_dir = tmp_root / "data"
     try:
         cluster = ensure_cluster(data_dir, free_port(), databases=())
     except PostgresClusterError as exc:  # pragma: no cover - environment problem, reported clearly
         pytest.fail(f"could not start the test PostgreSQL cluster: {exc}")
     yield cluster
     stop_cluster(cluster.data_dir, mode="immediate")
-    shutil.rmtree(cluster.data_dir.parent, ignore_errors=True)
+    # Only this session's folders: as root the cluster lives in /var/tmp/tmi-pg-<hash> (see
+    # adapters.postgres_cluster), whose parent is shared with every other session's cluster.
+    shutil.rmtree(cluster.data_dir, ignore_errors=True)
+    cluster.log_file.unlink(missing_ok=True)
+    shutil.rmtree(tmp_root, ignore_errors=True)
 
 
 @pytest.fixture
