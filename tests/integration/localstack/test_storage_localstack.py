@@ -106,3 +106,41 @@ def test_presigned_get_works_and_tampered_or_expired_urls_are_refused(
     short = s3.generate_presigned_url("get_object", Params=params, ExpiresIn=1)
     time.sleep(2.5)
     assert requests.get(short, timeout=10).status_code == 403
+
+
+def test_container_init_hook_applies_the_same_bootstrap(
+    localstack_endpoint: str, localstack_s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """localstack/init/ready.d/10-tmi-storage.sh (what a LocalStack container runs) calls the bootstrap."""
+    import os
+    import secrets
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    suffix = secrets.token_hex(3)
+    env = {
+        **os.environ,
+        "TMI_SRC": str(root),
+        "TMI_PYTHON": sys.executable,
+        "TMI_INTAKE_BUCKET": f"hook-intake-{suffix}",
+        "TMI_RESEARCH_BUCKET": f"hook-research-{suffix}",
+        "TMI_QUARANTINE_BUCKET": f"hook-quarantine-{suffix}",
+        "TMI_INTAKE_QUEUE": f"hook-events-{suffix}",
+        "TMI_INTAKE_DLQ": f"hook-dlq-{suffix}",
+    }
+    done = subprocess.run(
+        [str(root / "localstack" / "init" / "ready.d" / "10-tmi-storage.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout[: done.stdout.rindex("}") + 1])
+    assert result["warnings"] == []
+    assert result["intake_queue_arn"].endswith(f":hook-events-{suffix}")
+    names = {b["Name"] for b in localstack_s3.list_buckets()["Buckets"]}
+    assert {f"hook-intake-{suffix}", f"hook-research-{suffix}", f"hook-quarantine-{suffix}"} <= names
