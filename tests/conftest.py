@@ -56,6 +56,7 @@ def pg_cluster() -> Iterator[object]:
     if not any(Path(p).exists() for p in ("/usr/lib/postgresql/15/bin/pg_ctl", "/usr/lib/postgresql/16/bin/pg_ctl")):
         pytest.skip("PostgreSQL server not installed (make install installs it)")
     tmp_root = Path(tempfile.mkdtemp(prefix="tmi-test-pg-"))
+    tmp_root.chmod(0o755)  # reachable by the postgres user, so the cluster stays in this private folder
     data_dir = tmp_root / "data"
     try:
         cluster = ensure_cluster(data_dir, free_port(), databases=())
