@@ -52,7 +52,7 @@ from tmi.crosswalk.model import (
     StudySummary,
     UnknownRecordError,
 )
-from tmi.crosswalk.normalize import NormalizedName, NormalizedPHI, normalize_phi, raw_fingerprint
+from tmi.crosswalk.normalize import NormalizedName, NormalizedPHI, fold_text, normalize_phi, raw_fingerprint
 from tmi.crosswalk.pseudonyms import alias_for, new_pseudonym
 from tmi.crosswalk.rules import MatchRules, load_rules
 from tmi.errors import RetryableError
@@ -645,7 +645,7 @@ class CrosswalkService:
             params.append(norm.patient_id)
         if clinic:
             clauses.append("s.clinic_key LIKE %s")
-            params.append("%" + _like_escape(" ".join(clinic.casefold().split())) + "%")
+            params.append("%" + _like_escape(fold_text(clinic)) + "%")
         if not clauses:
             raise InvalidChangeError("search_persons needs at least one criterion")
         query = (
@@ -828,9 +828,8 @@ class CrosswalkService:
                 raise InvalidChangeError(f"person {person_id} is merged; split its survivor")
             chain = [int(r[0]) for r in conn.execute(
                 "WITH RECURSIVE chain(id) AS (SELECT unnest(%s::bigint[]) UNION "
-                " SELECT s.id FROM scan_identity s JOIN chain c ON s.corrects_id = c.id "
-                " UNION SELECT s.corrects_id FROM scan_identity s JOIN chain c ON s.id = c.id "
-                " WHERE s.corrects_id IS NOT NULL) "
+                " SELECT s.id FROM chain c JOIN scan_identity t ON t.id = c.id "
+                " JOIN scan_identity s ON s.corrects_id = c.id OR s.id = t.corrects_id) "
                 "SELECT c.id FROM chain c JOIN identity_link l ON l.identity_id = c.id AND "
                 "l.valid_to IS NULL "
                 "AND l.person_id = %s ORDER BY c.id", (list(identity_ids), person_id)).fetchall()]
