@@ -67,6 +67,7 @@ def pg_cluster() -> Iterator[object]:
     # Only this session's folders: as root the cluster lives in /var/tmp/tmi-pg-<hash> (see
     # adapters.postgres_cluster), whose parent is shared with every other session's cluster.
     shutil.rmtree(cluster.data_dir, ignore_errors=True)
+    shutil.rmtree(tmp_root, ignore_errors=True)
     cluster.log_file.unlink(missing_ok=True)
     shutil.rmtree(tmp_root, ignore_errors=True)
 
