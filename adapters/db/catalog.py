@@ -481,3 +481,18 @@ def known_keys(conn: psycopg.Connection, keys: Sequence[str]) -> dict[str, Manif
             (list(keys),),
         )
         return {row.bucket_key: row for row in cur.fetchall()}
+
+
+def facets(conn: psycopg.Connection) -> dict[str, list[str]]:
+    """Return the distinct values of the categorical filters present in the catalog (for pick-lists)."""
+    row = conn.execute(
+        "SELECT array(SELECT DISTINCT sex FROM research_study WHERE sex IS NOT NULL ORDER BY 1), "
+        "array(SELECT DISTINCT ethnic_group FROM research_study WHERE ethnic_group IS NOT NULL ORDER BY 1), "
+        "array(SELECT DISTINCT unnest(modalities) FROM research_study ORDER BY 1), "
+        "array(SELECT DISTINCT unnest(body_parts) FROM research_study ORDER BY 1), "
+        "array(SELECT DISTINCT unnest(view_positions) FROM research_study ORDER BY 1), "
+        "array(SELECT DISTINCT unnest(lateralities) FROM research_study ORDER BY 1)"
+    ).fetchone()
+    assert row is not None
+    names = ("sex", "ethnic_group", "modality", "body_part", "view_position", "laterality")
+    return {name: list(values) for name, values in zip(names, row, strict=True)}

@@ -26,7 +26,7 @@ def _client(*, endpoint: str | None, style: str, token: str | None) -> object:
         endpoint_url=endpoint,
         region_name="eu-west-1",
         aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",  # noqa: S106 - AWS docs example
+        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
         aws_session_token=token,
         config=Config(signature_version="s3v4", s3={"addressing_style": style}),
     )
