@@ -282,6 +282,7 @@ class ToolResult:
     tool: str
     runs: list[Run] = field(default_factory=list)
     unavailable: str | None = None
+    note: str | None = None
 
     def summary(self, files: int, mbytes: float) -> dict[str, Any]:
         """Median/min/max wall time and derived rates over the successful runs."""
@@ -290,6 +291,8 @@ class ToolResult:
                                "ok": bool(self.runs) and all(r.ok for r in self.runs)}
         if self.unavailable:
             out.update(ok=False, error=self.unavailable)
+        if self.note:
+            out["note"] = self.note
         errors = [r.error for r in self.runs if r.error]
         if errors:
             out["error"] = errors[0]
@@ -304,11 +307,14 @@ class ToolResult:
 
 
 def bench_corpus(name: str, src: Path, files: int, tools: Sequence[str], env: Env, runs: int, work: Path,
-                 timeout_s: float, log: Callable[[str], None]) -> dict[str, ToolResult]:
+                 timeout_s: float, log: Callable[[str], None],
+                 repeat_limit_s: float = 0.0) -> dict[str, ToolResult]:
     """Run every tool ``runs`` times on ``src`` (tools interleaved per round, outputs deleted between).
 
     A run that exits 0 but writes fewer files than the corpus holds counts as failed (the synthetic
-    corpora hold no input that should be quarantined).
+    corpora hold no input that should be quarantined). A tool whose first run took longer than
+    ``repeat_limit_s`` (when > 0) is not repeated, to keep the whole benchmark within its time budget;
+    its summary says so.
     """
     results = {tool: ToolResult(tool) for tool in tools}
     for rnd in range(runs):
@@ -316,6 +322,9 @@ def bench_corpus(name: str, src: Path, files: int, tools: Sequence[str], env: En
             res = results[tool]
             if res.unavailable or (res.runs and not res.runs[-1].ok):
                 continue  # a failure is reported once, not retried
+            if rnd > 0 and repeat_limit_s > 0 and res.runs and res.runs[0].wall_s > repeat_limit_s:
+                res.note = f"run once: its first run took > {repeat_limit_s:.0f} s (time budget)"
+                continue
             cmd = command(tool, src, work / "out", env)
             if isinstance(cmd, str):
                 res.unavailable = cmd
@@ -447,7 +456,8 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| {tool} | {res['median_s']:.2f} ({res['min_s']:.2f}–{res['max_s']:.2f}) | "
                              f"{res['instances_per_s']:.1f} | {res['mb_per_s']:.0f} | "
                              f"{res['peak_rss_mb']:.0f} / {res['peak_tree_rss_mb']:.0f} | "
-                             f"{'ok' if res['ok'] else 'failed: ' + _short(res.get('error'))} |")
+                             f"{'ok' if res['ok'] else 'failed: ' + _short(res.get('error'))}"
+                             f"{' (' + res['note'] + ')' if res.get('note') else ''} |")
             else:
                 lines.append(f"| {tool} | – | – | – | – | failed: {_short(res.get('error'))} |")
         lines.append("")
@@ -479,6 +489,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--corpus-dir", type=Path, default=BENCH / "corpus")
     p.add_argument("--out-dir", type=Path, help="default bench/results (quick runs: the corpus dir)")
     p.add_argument("--timeout", type=float, default=900, help="seconds before one run is killed")
+    p.add_argument("--repeat-limit", type=float, default=60,
+                   help="do not repeat a tool whose first run took longer than this (s; 0 = always repeat)")
     p.add_argument("--no-install", action="store_true", help="do not create bench/.venv-tools")
     p.add_argument("--note", default="", help="free text recorded with the results (e.g. concurrent load)")
     return p.parse_args(argv)
@@ -523,7 +535,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = ensure_corpus(args.corpus_dir, specs[name], log)
         src = args.corpus_dir / name
         log(f"benchmarking {name} ({info['files']} files, {info['bytes'] / MB:.0f} MB), {runs} run(s)")
-        results = bench_corpus(name, src, info["files"], tools, env, runs, work, args.timeout, log)
+        results = bench_corpus(name, src, info["files"], tools, env, runs, work, args.timeout, log,
+                               repeat_limit_s=args.repeat_limit)
         summaries = {t: r.summary(info["files"], info["bytes"] / MB) for t, r in results.items()}
         corpora[name] = {"files": info["files"], "bytes": info["bytes"], "tools": summaries}
     shutil.rmtree(work, ignore_errors=True)
