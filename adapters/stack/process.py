@@ -18,6 +18,10 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+# Popen handles of the children this process started: kept so they are reaped (waited for) when stopped
+# here, and never garbage-collected while running (which would only warn; the children live on by design).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def _start_time(pid: int) -> str | None:
     """The kernel's start time of ``pid`` (field 22 of /proc/PID/stat), or None when it is gone."""
@@ -66,6 +70,7 @@ class ManagedProcess:
                 list(argv), env=dict(env), cwd=str(cwd) if cwd else None, stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
+        _CHILDREN[proc.pid] = proc
         start = None
         for _ in range(50):
             start = _start_time(proc.pid)
@@ -112,6 +117,11 @@ class ManagedProcess:
 
 def _reap(pid: int) -> None:
     """Collect ``pid`` if it is our child (so it does not linger as a zombie)."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _CHILDREN[pid]
+        return
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:

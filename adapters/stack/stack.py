@@ -270,7 +270,10 @@ class Stack:
         return _http_status(self.research_http + "/system", auth) == 200
 
     def gateway_enabled(self) -> bool:
-        """True when the gateway application module exists in this checkout."""
+        """True when the gateway application module exists in this checkout (``TMI_STACK_GATEWAY=0`` turns
+        the gateway off, e.g. for pipeline-only test stacks)."""
+        if os.environ.get("TMI_STACK_GATEWAY", "1").lower() in ("0", "false", "no"):
+            return False
         try:
             return importlib.util.find_spec("gateway.app") is not None
         except (ImportError, ValueError):
