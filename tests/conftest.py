@@ -15,6 +15,7 @@ import pytest
 pytest_plugins: list[str] = [
     "tests.fixtures.s3",
     "tests.fixtures.localstack",
+    "tests.fixtures.stack",
 ]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
