@@ -14,7 +14,7 @@ import pydicom
 import pytest
 import requests
 
-from tests.fixtures.stack import StackHarness, wait_for
+from tests.fixtures.stack import StackHarness
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,7 +57,8 @@ def test_every_instance_is_published_or_quarantined_with_the_expected_reason(
     h = pipeline_stack
     manifest = demo["manifest"]
     expected = {name: inst.expected_outcome for name, inst in demo["by_name"].items()}
-    got = {name: ("written" if state == "COMPLETED" else "quarantined") for name, state in demo["states"].items()}
+    got = {name: ("written" if state == "COMPLETED" else "quarantined")
+           for name, state in demo["states"].items()}
     assert got == expected
     with h.db() as conn:
         reasons = dict(conn.execute(
@@ -96,7 +97,7 @@ def test_qido_finds_every_published_instance_under_its_pseudonym(
     bucket_keys = {o["Key"] for page in pages for o in page.get("Contents", [])}
     assert {r["research_key"] for r in rows.values()} <= bucket_keys
     for key in bucket_keys:
-        pseudonym, study, series, sop = key.removesuffix(".dcm").split("/")
+        pseudonym, study, _series, sop = key.removesuffix(".dcm").split("/")
         assert pseudonym.startswith("TMI-") and study.startswith("2.25.") and sop.startswith("2.25.")
 
 
