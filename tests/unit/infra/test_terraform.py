@@ -1,0 +1,65 @@
+"""Terraform hygiene: formatting, the standard module layout, typed and described variables, validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.unit.infra.terraform_tools import EXAMPLES, MODULES, TERRAFORM_DIR, blocks, load_hcl, run_terraform
+
+MODULE_NAMES = sorted(p.name for p in MODULES.iterdir() if p.is_dir())
+EXAMPLE_NAMES = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
+
+
+def test_expected_modules_and_examples_exist() -> None:
+    assert set(MODULE_NAMES) >= {"policies", "storage", "queue", "access", "functions", "gateway", "database"}
+    assert set(EXAMPLE_NAMES) == {"aws", "localstack", "minio"}
+
+
+def test_terraform_fmt_check_recursive(tmp_path: Path) -> None:
+    done = run_terraform(["fmt", "-check", "-recursive", "-diff", "-no-color"], TERRAFORM_DIR, tmp_path)
+    assert done.returncode == 0, f"terraform fmt would change:\n{done.stdout}{done.stderr}"
+
+
+@pytest.mark.parametrize("name", MODULE_NAMES)
+def test_module_has_standard_layout_and_typed_described_variables(name: str) -> None:
+    module = MODULES / name
+    for filename in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
+        assert (module / filename).is_file(), f"{name}/{filename} missing"
+    variables = blocks(load_hcl(module / "variables.tf"), "variable")
+    assert variables, name
+    for var, body in variables.items():
+        assert body.get("type"), f"{name}: variable {var} has no type"
+        assert str(body.get("description", "")).strip(), f"{name}: variable {var} has no description"
+    outputs = blocks(load_hcl(module / "outputs.tf"), "output")
+    assert outputs, name
+    for out, body in outputs.items():
+        assert str(body.get("description", "")).strip(), f"{name}: output {out} has no description"
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_example_has_readme_and_described_variables(name: str) -> None:
+    example = EXAMPLES / name
+    readme = (example / "README.md").read_text()
+    for needle in ("terraform init", "terraform plan", "terraform apply", "Prerequisites", "TMI_"):
+        assert needle in readme, f"examples/{name}/README.md lacks {needle!r}"
+    for var, body in blocks(load_hcl(example / "variables.tf"), "variable").items():
+        assert body.get("type") and body.get("description"), f"{name}: variable {var}"
+
+
+def _provider_free(module: Path) -> bool:
+    text = "".join(p.read_text() for p in module.glob("*.tf"))
+    return "required_providers" not in text and 'resource "' not in text and 'data "' not in text
+
+
+def test_provider_free_modules_validate(tmp_path: Path) -> None:
+    free = [MODULES / n for n in MODULE_NAMES if _provider_free(MODULES / n)]
+    assert [m.name for m in free] == ["policies"]
+    for module in free:
+        data_dir = tmp_path / module.name
+        init = run_terraform(["init", "-backend=false", "-input=false", "-no-color"], module, data_dir)
+        assert init.returncode == 0, init.stdout + init.stderr
+        done = run_terraform(["validate", "-no-color"], module, data_dir)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "The configuration is valid" in done.stdout
