@@ -416,6 +416,10 @@ def machine() -> dict[str, Any]:
     try:
         info["git_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "tmi/deid",
+                                "adapters/cli"], capture_output=True, text=True, check=True).stdout
+        # The checkout is shared: say whether the measured tmi code had uncommitted edits.
+        info["tmi_uncommitted_files"] = sorted(line[3:] for line in dirty.splitlines() if line.strip())
     except (OSError, subprocess.CalledProcessError):
         info["git_commit"] = None
     return info
