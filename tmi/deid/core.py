@@ -20,16 +20,18 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from pydicom import config as pydicom_config
+from pydicom._dicom_dict import DicomDictionary
 from pydicom.charset import python_encoding
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import keyword_dict
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import dcmread, read_dataset
-from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.filewriter import write_file_meta_info, write_sequence
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -39,12 +41,13 @@ from pydicom.uid import (
 )
 
 from tmi.deid import reasons
-from tmi.deid.engine import Engine
+from tmi.deid.engine import Engine, pad
 from tmi.deid.profile import Profile
 from tmi.deid.pseudonyms import alias_for
 from tmi.deid.stream import PIXEL_TAGS, PixelSpan, copy_span, locate_pixel_element
 from tmi.deid.uids import UidMapper
-from tmi.deid.verifier import TokenSet, collect_tokens, find_path
+from tmi.deid.verifier import Tokens, TokenSet, find_path
+from tmi.deid.writer import HeaderWriter
 from tmi.errors import PoisonInputError
 from tmi.ports import PatientPHI, PseudonymAssignment, PseudonymProvider
 
@@ -55,14 +58,12 @@ IMPLEMENTATION_CLASS_UID = "2.25." + str(
 )
 IMPLEMENTATION_VERSION = "TMI_0_1"
 _PREAMBLE = b"\x00" * 128 + b"DICM"
-_FULL_DATE_KEYWORDS = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
-_EQUIPMENT_KEYWORDS = (
-    "Manufacturer",
-    "ManufacturerModelName",
-    "SoftwareVersions",
-    "Modality",
-    "BodyPartExamined",
-)
+# StudyDate, SeriesDate, AcquisitionDate, ContentDate
+_FULL_DATE_TAGS = (0x00080020, 0x00080021, 0x00080022, 0x00080023)
+# Manufacturer, ManufacturerModelName, SoftwareVersions, Modality, BodyPartExamined
+_EQUIPMENT_TAGS = (0x00080070, 0x00081090, 0x00181020, 0x00080060, 0x00180015)
+_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
+_TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,7 @@ class _Prepared:
     header: bytes
     span: PixelSpan | None
     trailer: bytes
+    pixel_head: bytes = b""
 
 
 class Deidentifier:
@@ -119,6 +121,7 @@ class Deidentifier:
         self._key = key
         self.pseudonyms = pseudonyms
         self.uids = UidMapper(key)
+        self._code_seq_cache: dict[tuple[bool, bool], bytes] = {}
 
     # -- public -----------------------------------------------------------------------------------
     def deidentify(self, src: BinaryIO, dst: BinaryIO, *, calling_aet: str | None = None) -> DeidResult:
@@ -142,7 +145,8 @@ class Deidentifier:
             return result
         written = dst.write(prepared.header) or 0
         if prepared.span is not None:
-            written += copy_span(src, dst, prepared.span)
+            written += dst.write(prepared.pixel_head) or 0
+            written += copy_span(src, dst, prepared.span, value_only=True)
         if prepared.trailer:
             written += dst.write(prepared.trailer) or 0
         result.outcome = "written"
@@ -178,54 +182,61 @@ class Deidentifier:
         trailer_ds = self._read_trailer(src, span, size, implicit, little, ds)
 
         self._check_charset(ds)
-        original = _instance_ref(ds, meta)
-        phi = _phi(ds, calling_aet)
+        charset = _get(ds, 0x00080005) or "ISO_IR 6"
+        encodings = [e.strip() or "ISO_IR 6" for e in charset.split("\\")]
+        codec = _single_codec(encodings)
+        original = _instance_ref(ds, meta, codec)
+        phi = _phi(ds, calling_aet, codec)
         result.phi = phi
         result.original = original
         if not phi.patient_id and not phi.name:
             raise PoisonInputError(reasons.PATIENT_UNIDENTIFIED, "no PatientID and no PatientName")
         self._check_burned_in(ds)
 
-        tokens = collect_tokens(ds)
-        if trailer_ds is not None:
-            collect_tokens(trailer_ds, tokens)
-        if calling_aet:
-            tokens.add_value("whole", calling_aet)
         assignment = self.pseudonyms.assign(phi)
         result.assignment = assignment
         keep_sex = profile.table.get(0x00100040) == "K"
         alias = assignment.alias if keep_sex else alias_for(assignment.pseudonym, None)
-
         out_birth = _policy_birth_date(phi.birth_date, profile.birth_date)
         legit = {assignment.pseudonym, alias, *alias.split("^"), out_birth or "", "DEIDENTIFIED"}
         if keep_sex and phi.sex:
             legit.add(phi.sex)
         if profile.full_dates:
-            legit.update(str(ds.get(k, "") or "") for k in _FULL_DATE_KEYWORDS)
-        charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
-        encodings = list(charset) if isinstance(charset, MultiValue | list) else [str(charset)]
-        token_set = TokenSet(
-            tokens.values,
-            legit=legit,
-            containers=[
-                _text(ds, k) or ""
-                for k in _EQUIPMENT_KEYWORDS
-                if profile.action_for(int(tag_for_keyword(k) or 0)) in (None, "K")
-            ],
-            encodings=[e for e in encodings if e] or ["ISO_IR 6"],
-            min_length=profile.min_token_length,
-            min_numeric_length=profile.min_numeric_token_length,
-            whole_word_below=profile.whole_word_below,
-        )
+            legit.update(_get(ds, t) or "" for t in _FULL_DATE_TAGS)
+        containers = [
+            _get(ds, t, codec) or "" for t in _EQUIPMENT_TAGS if profile.action_for(t) in (None, "K")
+        ]
+        original_age = _get(ds, 0x00101010)
 
-        original_age = ds.get("PatientAge")
-        engine = Engine(profile, self.uids, token_set, self._shift_days(assignment.pseudonym), result.notes)
+        tokens = Tokens()
+        if calling_aet:
+            tokens.add_value("whole", calling_aet)
+        engine = Engine(
+            profile,
+            self.uids,
+            tokens,
+            self._shift_days(assignment.pseudonym),
+            result.notes,
+            implicit=implicit,
+            little=little,
+            codec=codec,
+        )
         engine.apply(ds)
         if trailer_ds is not None:
             engine.apply(trailer_ds)
             trailer_ds._dict.pop(0xFFFCFFFC, None)  # type: ignore[call-overload]
-        self._patient_policy(ds, assignment.pseudonym, alias, phi, out_birth, original_age, original)
-        research = _instance_ref(ds, None)
+        token_set = TokenSet(
+            tokens.values,
+            legit=legit,
+            containers=containers,
+            encodings=encodings,
+            min_length=profile.min_token_length,
+            min_numeric_length=profile.min_numeric_token_length,
+            whole_word_below=profile.whole_word_below,
+        )
+        engine.finish(token_set)
+        self._patient_policy(ds, engine, assignment.pseudonym, alias, phi, out_birth, original_age, original)
+        research = _instance_ref(ds, None, codec)
         if not research.sop_instance_uid:
             raise PoisonInputError(reasons.MISSING_REQUIRED, "SOPInstanceUID missing after de-identification")
 
@@ -240,7 +251,7 @@ class Deidentifier:
         header = _serialise(ds, new_meta, implicit, little)
         trailer = b""
         if trailer_ds is not None and len(trailer_ds):
-            trailer = _serialise_body(trailer_ds, implicit, little, ds.get("SpecificCharacterSet", "iso8859"))
+            trailer = _serialise_body(trailer_ds, implicit, little, _encodings_of(ds, "iso8859"))
         if token_set and (
             token_set.contains_bytes(header) or (trailer and token_set.contains_bytes(trailer))
         ):
@@ -254,8 +265,17 @@ class Deidentifier:
             f"{assignment.pseudonym}/{research.study_instance_uid}/{research.series_instance_uid}/"
             f"{research.sop_instance_uid}.dcm"
         )
-        result.catalog = _catalog(ds, assignment.pseudonym, str(ts))
-        return _Prepared(header, span, trailer)
+        result.catalog = _catalog(ds, assignment.pseudonym, str(ts), codec)
+        pixel_head = b""
+        if span is not None:
+            # The element header is re-encoded in the output encoding (the value bytes are copied raw).
+            vr = span.vr or ("OB" if span.encapsulated or _get(ds, 0x00280100) == "8" else "OW")
+            if span.tag == 0x7FE00008:
+                vr = "OF"
+            elif span.tag == 0x7FE00009:
+                vr = "OD"
+            pixel_head = HeaderWriter(implicit, little).element_head(span.tag, vr, span.declared_length)
+        return _Prepared(header, span, trailer, pixel_head)
 
     def _read_header(self, src: BinaryIO, size: int) -> Dataset:
         try:
@@ -309,10 +329,10 @@ class Deidentifier:
 
     def _check_burned_in(self, ds: Dataset) -> None:
         profile = self.profile
-        burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+        burned = (_get(ds, 0x00280301) or "").upper()
         if burned == "YES" and profile.burned_in_yes:
             raise PoisonInputError(reasons.BURNED_IN, "BurnedInAnnotation is YES")
-        modality = str(ds.get("Modality", "") or "").strip().upper()
+        modality = (_get(ds, 0x00080060) or "").upper()
         if modality in profile.burned_in_modalities and not (profile.burned_in_unless_no and burned == "NO"):
             raise PoisonInputError(reasons.BURNED_IN, f"modality {modality} without BurnedInAnnotation NO")
 
@@ -324,6 +344,7 @@ class Deidentifier:
     def _patient_policy(
         self,
         ds: Dataset,
+        engine: Engine,
         pseudonym: str,
         alias: str,
         phi: PatientPHI,
@@ -332,38 +353,75 @@ class Deidentifier:
         original: InstanceRef,
     ) -> None:
         profile = self.profile
-        ds.PatientName = alias
-        ds.PatientID = pseudonym
+        d = ds._dict
+        raw = engine.raw
+
+        def put(tag: int, vr: str, text: str) -> None:
+            # Every value set here is ASCII, valid in any SpecificCharacterSet (ISO 2022 starts in ASCII).
+            d[BaseTag(tag)] = raw(tag, vr, pad(text.encode("ascii"), vr))
+
+        put(0x00100010, "PN", alias)  # PatientName: alias only, no ideographic/phonetic groups
+        put(0x00100020, "LO", pseudonym)  # PatientID
         if profile.birth_date != "remove" and out_birth is not None:
-            ds.PatientBirthDate = out_birth
-        elif "PatientBirthDate" in ds or profile.birth_date == "remove":
-            ds.PatientBirthDate = None
-        if profile.fill_age and profile.table.get(0x00101010) == "K" and not original_age:
-            age = _age(phi.birth_date, original.study_date or str(ds.get("SeriesDate", "") or ""))
-            if age:
-                ds.PatientAge = age
-        ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = profile.method_text()
-        items = Sequence()
-        for value, meaning in profile.method_codes():
-            item = Dataset()
-            item.CodeValue = value
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = meaning
-            items.append(item)
-        ds.DeidentificationMethodCodeSequence = items
-        if profile.full_dates:
-            ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
-        elif profile.modified_dates:
-            ds.LongitudinalTemporalInformationModified = "MODIFIED"
+            put(0x00100030, "DA", out_birth)
         else:
-            ds.LongitudinalTemporalInformationModified = "REMOVED"
+            put(0x00100030, "DA", "")
+        if profile.fill_age and profile.table.get(0x00101010) == "K" and not original_age:
+            age = _age(phi.birth_date, original.study_date or (_get(ds, 0x00080021) or ""))
+            if age:
+                put(0x00101010, "AS", age)
+        put(0x00120062, "CS", "YES")  # PatientIdentityRemoved
+        put(0x00120063, "LO", profile.method_text())  # DeidentificationMethod
+        d[BaseTag(0x00120064)] = raw(0x00120064, "SQ", self._method_codes(engine.implicit, engine.little))
+        if profile.full_dates:
+            ltim = "UNMODIFIED"
+        elif profile.modified_dates:
+            ltim = "MODIFIED"
+        else:
+            ltim = "REMOVED"
+        put(0x00280303, "CS", ltim)  # LongitudinalTemporalInformationModified
+
+    def _method_codes(self, implicit: bool, little: bool) -> bytes:
+        """Encoded items of DeidentificationMethodCodeSequence (CID 7050), built once per encoding."""
+        key = (implicit, little)
+        cached = self._code_seq_cache.get(key)
+        if cached is None:
+            items = Sequence()
+            for value, meaning in self.profile.method_codes():
+                item = Dataset()
+                item.CodeValue = value
+                item.CodingSchemeDesignator = "DCM"
+                item.CodeMeaning = meaning
+                items.append(item)
+            buf = DicomBytesIO()
+            buf.is_implicit_VR = implicit
+            buf.is_little_endian = little
+            write_sequence(buf, DataElement(0x00120064, "SQ", items), ["iso8859"])
+            cached = bytes(buf.getvalue())
+            self._code_seq_cache[key] = cached
+        return cached
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-def _text(ds: Dataset, keyword: str) -> str | None:
+def _get(ds: Dataset, tag: int, codec: str | None = None) -> str | None:
+    """Value of ``tag`` as text (multi-values joined by backslash).
+
+    Raw elements are decoded straight from their bytes (ASCII VRs always, text VRs when ``codec`` is a
+    single-byte or UTF-8 codec), which leaves them raw: converting would make the writer slower later.
+    """
+    elem = ds._dict.get(tag)  # type: ignore[call-overload]
+    if elem is None:
+        return None
+    if isinstance(elem, RawDataElement):
+        vr = elem.VR or _dictionary_vr(tag)
+        if vr in _ASCII_VRS:
+            text = (elem.value or b"").decode("latin-1").strip(" \x00")
+            return text or None
+        if codec is not None and vr in _TEXT_VRS:
+            text = (elem.value or b"").decode(codec, "replace").strip(" \x00")
+            return text or None
     try:
-        value = ds.get(keyword)
+        value = ds[tag].value
     except (ValueError, TypeError, LookupError):
         return None
     if value is None:
@@ -376,7 +434,23 @@ def _text(ds: Dataset, keyword: str) -> str | None:
     return text or None
 
 
-def _phi(ds: Dataset, calling_aet: str | None) -> PatientPHI:
+def _single_codec(terms: list[str]) -> str | None:
+    """Python codec when one non-ISO-2022 character set is in use (raw bytes decode directly), else None."""
+    if len(terms) != 1 or "2022" in terms[0]:
+        return None
+    return python_encoding.get(terms[0] or "ISO_IR 6")
+
+
+def _dictionary_vr(tag: int) -> str:
+    entry = DicomDictionary.get(tag)
+    return str(entry[0]) if entry else "UN"
+
+
+def _text(ds: Dataset, keyword: str, codec: str | None = None) -> str | None:
+    return _get(ds, int(keyword_dict[keyword]), codec)
+
+
+def _phi(ds: Dataset, calling_aet: str | None, codec: str | None = None) -> PatientPHI:
     other: list[str] = []
     ids = ds.get("OtherPatientIDs")
     if ids:
@@ -384,28 +458,28 @@ def _phi(ds: Dataset, calling_aet: str | None) -> PatientPHI:
             str(v).strip() for v in (ids if isinstance(ids, MultiValue | list) else [ids]) if str(v).strip()
         )
     for item in ds.get("OtherPatientIDsSequence", None) or ():
-        value = _text(item, "PatientID")
+        value = _text(item, "PatientID", codec)
         if value:
             other.append(value)
     return PatientPHI(
-        patient_id=_text(ds, "PatientID"),
-        issuer=_text(ds, "IssuerOfPatientID"),
-        name=_text(ds, "PatientName"),
-        birth_date=_text(ds, "PatientBirthDate"),
-        sex=_text(ds, "PatientSex"),
+        patient_id=_text(ds, "PatientID", codec),
+        issuer=_text(ds, "IssuerOfPatientID", codec),
+        name=_text(ds, "PatientName", codec),
+        birth_date=_text(ds, "PatientBirthDate", codec),
+        sex=_text(ds, "PatientSex", codec),
         other_ids=tuple(other),
-        institution=_text(ds, "InstitutionName"),
+        institution=_text(ds, "InstitutionName", codec),
         calling_aet=calling_aet.strip() if calling_aet and calling_aet.strip() else None,
     )
 
 
-def _instance_ref(ds: Dataset, meta: FileMetaDataset | None) -> InstanceRef:
-    sop_class = _text(ds, "SOPClassUID") or (
-        _text(meta, "MediaStorageSOPClassUID") if meta is not None else None
+def _instance_ref(ds: Dataset, meta: FileMetaDataset | None, codec: str | None = None) -> InstanceRef:
+    sop_class = _text(ds, "SOPClassUID", codec) or (
+        _text(meta, "MediaStorageSOPClassUID", codec) if meta is not None else None
     )
-    sop = _text(ds, "SOPInstanceUID")
-    study = _text(ds, "StudyInstanceUID")
-    series = _text(ds, "SeriesInstanceUID")
+    sop = _text(ds, "SOPInstanceUID", codec)
+    study = _text(ds, "StudyInstanceUID", codec)
+    series = _text(ds, "SeriesInstanceUID", codec)
     if meta is not None:
         missing = [
             n
@@ -424,8 +498,8 @@ def _instance_ref(ds: Dataset, meta: FileMetaDataset | None) -> InstanceRef:
         series_instance_uid=series or "",
         sop_instance_uid=sop or "",
         sop_class_uid=sop_class or "",
-        accession_number=_text(ds, "AccessionNumber"),
-        study_date=_text(ds, "StudyDate"),
+        accession_number=_text(ds, "AccessionNumber", codec),
+        study_date=_text(ds, "StudyDate", codec),
     )
 
 
@@ -478,48 +552,55 @@ def _serialise(ds: Dataset, meta: FileMetaDataset, implicit: bool, little: bool)
     buf = DicomBytesIO()
     buf.write(_PREAMBLE)
     write_file_meta_info(buf, meta, enforce_standard=True)
-    buf.is_implicit_VR = implicit
-    buf.is_little_endian = little
-    write_dataset(buf, ds)
-    return bytes(buf.getvalue())
+    out = bytearray(buf.getvalue())
+    HeaderWriter(implicit, little).dataset(ds, _encodings_of(ds, "iso8859"), out)
+    return bytes(out)
 
 
-def _serialise_body(ds: Dataset, implicit: bool, little: bool, charset: object) -> bytes:
-    buf = DicomBytesIO()
-    buf.is_implicit_VR = implicit
-    buf.is_little_endian = little
-    encoding = list(charset) if isinstance(charset, MultiValue | list) else str(charset)
-    write_dataset(buf, ds, encoding)
-    return bytes(buf.getvalue())
+def _serialise_body(ds: Dataset, implicit: bool, little: bool, encodings: str | list[str]) -> bytes:
+    out = bytearray()
+    HeaderWriter(implicit, little).dataset(ds, encodings, out)
+    return bytes(out)
 
 
-def _catalog(ds: Dataset, pseudonym: str, ts: str) -> dict[str, Any]:
-    age = _text(ds, "PatientAge")
+def _encodings_of(ds: Dataset, default: str) -> str | list[str]:
+    value = _get(ds, 0x00080005)
+    if not value:
+        return default
+    terms = value.split("\\")
+    return terms if len(terms) > 1 else terms[0]
+
+
+def _catalog(ds: Dataset, pseudonym: str, ts: str, codec: str | None = None) -> dict[str, Any]:
+    age = _text(ds, "PatientAge", codec)
     age_years: int | None = None
     if age and len(age) == 4 and age[:3].isdigit():
         unit = age[3].upper()
         age_years = int(age[:3]) if unit == "Y" else 0 if unit in "MWD" else None
 
     def _int(keyword: str) -> int | None:
-        value = ds.get(keyword)
+        tag = int(keyword_dict[keyword])
+        if tag not in ds._dict:
+            return None
         try:
+            value = ds[tag].value
             return int(value) if value not in (None, "") else None
         except (TypeError, ValueError):
             return None
 
     return {
         "pseudonym": pseudonym,
-        "sex": _text(ds, "PatientSex"),
+        "sex": _text(ds, "PatientSex", codec),
         "age_years": age_years,
-        "ethnic_group": _text(ds, "EthnicGroup"),
-        "modality": _text(ds, "Modality"),
-        "body_part": _text(ds, "BodyPartExamined"),
-        "view_position": _text(ds, "ViewPosition"),
-        "laterality": _text(ds, "ImageLaterality") or _text(ds, "Laterality"),
-        "study_date": _text(ds, "StudyDate"),
-        "manufacturer": _text(ds, "Manufacturer"),
-        "model": _text(ds, "ManufacturerModelName"),
-        "sop_class_uid": _text(ds, "SOPClassUID"),
+        "ethnic_group": _text(ds, "EthnicGroup", codec),
+        "modality": _text(ds, "Modality", codec),
+        "body_part": _text(ds, "BodyPartExamined", codec),
+        "view_position": _text(ds, "ViewPosition", codec),
+        "laterality": _text(ds, "ImageLaterality", codec) or _text(ds, "Laterality", codec),
+        "study_date": _text(ds, "StudyDate", codec),
+        "manufacturer": _text(ds, "Manufacturer", codec),
+        "model": _text(ds, "ManufacturerModelName", codec),
+        "sop_class_uid": _text(ds, "SOPClassUID", codec),
         "rows": _int("Rows"),
         "columns": _int("Columns"),
         "number_of_frames": _int("NumberOfFrames"),

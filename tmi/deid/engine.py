@@ -17,10 +17,11 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from tmi.deid.profile import NOTE, Profile
 from tmi.deid.uids import UidMapper
-from tmi.deid.verifier import TokenSet
+from tmi.deid.verifier import TOKEN_KIND, Tokens, TokenSet, collect_element, collect_tokens
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,47 @@ DUMMY: dict[str, object] = {
 }
 
 
+# Zero-valued dummies of binary VRs are the same bytes in either endianness.
+_BINARY_DUMMY: dict[str, bytes] = {
+    "AT": b"\x00" * 4,
+    "FD": b"\x00" * 8,
+    "FL": b"\x00" * 4,
+    "SL": b"\x00" * 4,
+    "SS": b"\x00" * 2,
+    "SV": b"\x00" * 8,
+    "UL": b"\x00" * 4,
+    "US": b"\x00" * 2,
+    "UV": b"\x00" * 8,
+    "OB": b"\x00\x00",
+    "OD": b"\x00" * 8,
+    "OF": b"\x00" * 4,
+    "OL": b"\x00" * 4,
+    "OV": b"\x00" * 8,
+    "OW": b"\x00\x00",
+    "UN": b"\x00\x00",
+}
+
+
+def pad(value: bytes, vr: str) -> bytes:
+    """Pad an encoded value to even length the way PS3.5 wants for ``vr`` (UI with NUL, text with space)."""
+    if len(value) % 2:
+        return value + (b"\x00" if vr == "UI" else b" ")
+    return value
+
+
+def raw_element(tag: int, vr: str, value: bytes, implicit: bool, little: bool) -> RawDataElement:
+    """A ready-to-write element; pydicom writes raw values verbatim, far cheaper than a DataElement."""
+    return RawDataElement(BaseTag(tag), vr, len(value), value, 0, implicit, little)
+
+
+def dummy_bytes(vr: str) -> bytes:
+    """The encoded D (dummy) value for ``vr``."""
+    binary = _BINARY_DUMMY.get(vr)
+    if binary is not None:
+        return binary
+    return pad(str(DUMMY.get(vr, DUMMY_TEXT)).encode("ascii"), vr)
+
+
 def element_vr(tag: int, elem: DataElement | RawDataElement) -> str:
     """The element's VR: explicit when known, else the dictionary's (first choice if ambiguous), else UN."""
     vr = elem.VR
@@ -105,16 +147,39 @@ class Engine:
         self,
         profile: Profile,
         uids: UidMapper,
-        tokens: TokenSet,
+        tokens: Tokens,
         shift_days: int,
         notes: list[tuple[str, str]],
+        *,
+        implicit: bool = False,
+        little: bool = True,
+        codec: str | None = None,
     ) -> None:
         self.profile = profile
         self.uids = uids
         self.tokens = tokens
+        self.token_set: TokenSet | None = None
         self.shift_days = shift_days
         self.notes = notes
-        self.actions_taken: dict[str, int] = {}
+        self.implicit = implicit
+        self.little = little
+        # Python codec of a single-byte or UTF-8 character set; None means "let pydicom decode" (ISO 2022).
+        self.codec = codec
+        self._retain_uids = profile.options.get("rtnUIDsOpt", False)
+        # Clean Descriptors needs every token of the instance, so text cleaning waits for the walk to end.
+        self._deferred: list[tuple[Dataset, int, str]] = []
+
+    def finish(self, token_set: TokenSet) -> None:
+        """Scrub the deferred descriptor values with the instance's complete token set."""
+        self.token_set = token_set
+        for ds, tag, vr in self._deferred:
+            if tag in ds._dict:
+                self._scrub(ds, tag, vr)
+        self._deferred.clear()
+
+    def raw(self, tag: int, vr: str, value: bytes) -> RawDataElement:
+        """A raw element in this instance's encoding."""
+        return raw_element(tag, vr, value, self.implicit, self.little)
 
     def apply(self, ds: Dataset) -> None:
         """De-identify ``ds`` in place (its nested sequences too) according to the profile."""
@@ -125,12 +190,17 @@ class Engine:
         keep_tags = profile.keep_unlisted_tags
         d = ds._dict
         private: list[int] = []
+        tokens = self.tokens
         for tag, elem in list(d.items()):
             t = int(tag)
             group = t >> 16
             if group & 1:
                 private.append(t)
                 continue
+            kind = TOKEN_KIND.get(t)
+            if kind is not None:
+                self._collect(ds, tag, elem, kind, tokens)
+                elem = d[tag]
             if group <= 0x0002 or t & 0xFFFF == 0:
                 # Command group, file meta in the wrong place, retired group lengths: never copied.
                 del d[tag]
@@ -156,30 +226,34 @@ class Engine:
             if action == "K":
                 if vr == "SQ":
                     self._recurse(ds, t)
-                elif vr == "UI" and not profile.options.get("rtnUIDsOpt"):
-                    self._map_uid(ds, t, elem)
+                elif vr == "UI" and not self._retain_uids:
+                    self._map_uid(ds, tag, elem)
                 continue
             if action == "X":
+                if vr == "SQ" and kind is None:
+                    self._collect_seq(ds, t)
                 del d[tag]
             elif action == "U" or (action == "D" and vr == "UI"):
                 if vr == "SQ":
                     self._recurse(ds, t)
                 elif vr == "UI":
-                    self._map_uid(ds, t, elem)
+                    self._map_uid(ds, tag, elem)
                 else:
                     del d[tag]
             elif action == "Z":
                 if vr == "SQ":
+                    if kind is None:
+                        self._collect_seq(ds, t)
                     ds[t] = DataElement(t, "SQ", Sequence())
                 else:
-                    ds[t] = DataElement(t, vr, None)
+                    d[tag] = self.raw(t, vr, b"")
             elif action == "D":
                 if vr == "SQ":
                     self._recurse(ds, t)
                 else:
-                    ds[t] = DataElement(t, vr, DUMMY.get(vr, DUMMY_TEXT))
+                    d[tag] = self.raw(t, vr, dummy_bytes(vr))
             elif action == "C":
-                self._clean(ds, t, vr)
+                self._clean(ds, tag, vr)
             elif action == NOTE:
                 self._note(ds, t)
                 del d[tag]
@@ -189,11 +263,31 @@ class Engine:
             self._private(ds, private)
 
     # -- actions -------------------------------------------------------------------------------
+    def _collect(
+        self, ds: Dataset, tag: BaseTag, elem: DataElement | RawDataElement, kind: str, tokens: Tokens
+    ) -> None:
+        codec = self.codec
+        if codec is not None and isinstance(elem, RawDataElement) and elem.VR != "SQ" and elem.value:
+            # Decoding the raw bytes directly is much cheaper than pydicom's element conversion.
+            if elem.VR is None and DicomDictionary.get(int(tag), ("",))[0] == "SQ":
+                collect_element(ds, int(tag), kind, tokens)
+                return
+            for part in elem.value.decode(codec, "replace").split("\\"):
+                tokens.add_value(kind, part)
+            return
+        collect_element(ds, int(tag), kind, tokens)
+
     def _recurse(self, ds: Dataset, tag: int) -> None:
         value = ds[tag].value
         if isinstance(value, Sequence):
             for item in value:
                 self.apply(item)
+
+    def _collect_seq(self, ds: Dataset, tag: int) -> None:
+        value = ds[tag].value
+        if isinstance(value, Sequence):
+            for item in value:
+                collect_tokens(item, self.tokens)
 
     def _map_uid(self, ds: Dataset, tag: int, elem: DataElement | RawDataElement) -> None:
         if isinstance(elem, RawDataElement):
@@ -208,38 +302,49 @@ class Engine:
         if not text:
             return
         mapped = self.uids.map_multi(text)
-        ds[tag] = DataElement(tag, "UI", mapped.split("\\") if "\\" in mapped else mapped)
+        key = tag if isinstance(tag, BaseTag) else BaseTag(tag)
+        ds._dict[key] = self.raw(int(tag), "UI", pad(mapped.encode("ascii"), "UI"))
 
-    def _clean(self, ds: Dataset, tag: int, vr: str) -> None:
+    def _clean(self, ds: Dataset, tag: BaseTag, vr: str) -> None:
+        t = int(tag)
         if vr == "SQ":
-            self._recurse(ds, tag)
+            self._recurse(ds, t)
             return
         if vr in ("DA", "DT"):
             if self.profile.modified_dates:
-                elem = ds[tag]
-                text = _as_text(elem.value)
+                text = _as_text(ds[t].value)
                 shifted = shift_date_value(text, vr, self.shift_days) if text else text
                 if shifted is None:
-                    del ds[tag]
+                    del ds._dict[tag]
                 else:
-                    ds[tag] = DataElement(tag, vr, shifted)
+                    ds._dict[tag] = self.raw(t, vr, pad(shifted.encode("ascii"), vr))
             else:
-                del ds[tag]
+                del ds._dict[tag]
             return
         if vr == "TM" or vr in NUMERIC_VRS or vr == "AS":
             return
         if vr in BINARY_VRS:
             # Binary values cannot be cleaned token by token: remove (fail safe).
-            del ds[tag]
+            del ds._dict[tag]
             return
         if vr == "UI":
-            self._map_uid(ds, tag, ds.get_item(tag))
+            self._map_uid(ds, tag, ds._dict[tag])
             return
-        elem = ds[tag]
-        value = elem.value
-        scrub: Callable[[str], str] = self.tokens.scrub
+        self._deferred.append((ds, t, vr))
+
+    def _scrub(self, ds: Dataset, tag: int, vr: str) -> None:
+        assert self.token_set is not None
+        token_set = self.token_set
+        elem = ds._dict[tag]  # type: ignore[index]
+        codec = self.codec
+        if codec is not None and isinstance(elem, RawDataElement):
+            text = (elem.value or b"").decode(codec, "replace")
+            if not token_set.contains_text(text):
+                return  # nothing of this patient in it: keep the original bytes
+        value = ds[tag].value
+        scrub: Callable[[str], str] = token_set.scrub
         if isinstance(value, MultiValue | list):
-            elem.value = [scrub(str(v)) for v in value]
+            ds[tag] = DataElement(tag, vr, [scrub(str(v)) for v in value])
         elif value is not None:
             cleaned = scrub(str(value))
             if cleaned != str(value):

@@ -33,6 +33,13 @@ class PixelSpan:
     end: int
     encapsulated: bool
     value_length: int
+    value_start: int = 0
+    vr: str | None = None
+
+    @property
+    def declared_length(self) -> int:
+        """The length field to write: the value length, or 0xFFFFFFFF when encapsulated."""
+        return 0xFFFFFFFF if self.encapsulated else self.value_length
 
 
 def locate_pixel_element(
@@ -53,16 +60,23 @@ def locate_pixel_element(
     tag = _tag(head, endian)
     if tag not in PIXEL_TAGS:
         return None
+    vr: str | None = None
+    if not implicit and not head[4:6].isalpha():
+        # Some writers encode the data set in implicit VR despite an explicit transfer syntax (pydicom
+        # reads those by guessing); the pixel element then has no VR either.
+        implicit = True
     if implicit:
         (length,) = struct.unpack(endian + "I", head[4:8])
         header_len = 8
     elif head[4:6] in _LONG_VRS:
+        vr = head[4:6].decode("ascii")
         more = fp.read(4)
         if len(more) < 4:
             raise PoisonInputError(reasons.TRUNCATED, "pixel data element header cut short")
         (length,) = struct.unpack(endian + "I", more)
         header_len = 12
     else:
+        vr = head[4:6].decode("ascii")
         (length,) = struct.unpack(endian + "H", head[6:8])
         header_len = 8
     value_start = start + header_len
@@ -72,7 +86,7 @@ def locate_pixel_element(
             raise PoisonInputError(
                 reasons.TRUNCATED, f"pixel data declares {length} bytes but only {size - value_start} remain"
             )
-        return PixelSpan(tag, start, end, False, length)
+        return PixelSpan(tag, start, end, False, length, value_start, vr)
     pos = value_start
     while True:
         fp.seek(pos)
@@ -83,7 +97,7 @@ def locate_pixel_element(
         (item_len,) = struct.unpack(endian + "I", item[4:8])
         if item_tag == _SEQ_DELIM:
             end = pos + 8
-            return PixelSpan(tag, start, end, True, end - value_start)
+            return PixelSpan(tag, start, end, True, end - value_start, value_start, vr)
         if item_tag != _ITEM or item_len == 0xFFFFFFFF:
             raise PoisonInputError(reasons.UNPARSEABLE, f"malformed encapsulated pixel data at offset {pos}")
         pos += 8 + item_len
@@ -93,10 +107,16 @@ def locate_pixel_element(
             )
 
 
-def copy_span(src: BinaryIO, dst: BinaryIO, span: PixelSpan, chunk: int = CHUNK) -> int:
-    """Copy ``span`` from ``src`` to ``dst`` in chunks; return the number of bytes written."""
-    src.seek(span.start)
-    remaining = span.end - span.start
+def copy_span(
+    src: BinaryIO, dst: BinaryIO, span: PixelSpan, chunk: int = CHUNK, *, value_only: bool = False
+) -> int:
+    """Copy ``span`` (or only its value, after the element header) from ``src`` to ``dst`` in chunks.
+
+    Returns the number of bytes written.
+    """
+    first = span.value_start if value_only else span.start
+    src.seek(first)
+    remaining = span.end - first
     written = 0
     while remaining > 0:
         block = src.read(min(chunk, remaining))

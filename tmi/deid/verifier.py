@@ -57,20 +57,20 @@ INSTITUTION_KEYWORDS = (
     "ReferringPhysicianAddress",
     "StationName",
 )
-_KIND: dict[int, str] = {}
+TOKEN_KIND: dict[int, str] = {}
 for _kw in ID_KEYWORDS:
-    _KIND[int(keyword_dict[_kw])] = "id"
+    TOKEN_KIND[int(keyword_dict[_kw])] = "id"
 for _kw in DATE_KEYWORDS:
-    _KIND[int(keyword_dict[_kw])] = "date"
+    TOKEN_KIND[int(keyword_dict[_kw])] = "date"
 for _kw in PHONE_KEYWORDS:
-    _KIND[int(keyword_dict[_kw])] = "phone"
+    TOKEN_KIND[int(keyword_dict[_kw])] = "phone"
 for _kw in ADDRESS_KEYWORDS:
-    _KIND[int(keyword_dict[_kw])] = "address"
+    TOKEN_KIND[int(keyword_dict[_kw])] = "address"
 for _kw in INSTITUTION_KEYWORDS:
-    _KIND[int(keyword_dict[_kw])] = "whole"
+    TOKEN_KIND[int(keyword_dict[_kw])] = "whole"
 for _tag in PN_TAGS:
-    _KIND[int(_tag)] = "name"
-TOKEN_TAGS = frozenset(_KIND)
+    TOKEN_KIND[int(_tag)] = "name"
+TOKEN_TAGS = frozenset(TOKEN_KIND)
 _SPLIT_NAME = re.compile(r"[\^=,\s]+")
 _WORD = re.compile(r"[^\W_]{4,}", re.UNICODE)
 
@@ -119,24 +119,29 @@ class Tokens:
                 add(part.strip())
 
 
+def collect_element(ds: Dataset, tag: int, kind: str, tokens: Tokens) -> None:
+    """Add the identifying tokens of one element (of token kind ``kind``) of ``ds``."""
+    value = ds[tag].value
+    if isinstance(value, Sequence):
+        for item in value:
+            collect_tokens(item, tokens)
+        return
+    values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+    for v in values:
+        if v is not None and not isinstance(v, bytes):
+            tokens.add_value(kind, str(v))
+
+
 def collect_tokens(ds: Dataset, tokens: Tokens | None = None) -> Tokens:
     """Walk ``ds`` (sequences included) and collect the identifying values it carries."""
     tokens = tokens or Tokens()
     for tag, elem in list(ds._dict.items()):
         t = int(tag)
-        kind = _KIND.get(t)
-        vr = elem.VR
+        kind = TOKEN_KIND.get(t)
         if kind is not None:
-            value = ds[tag].value
-            if isinstance(value, Sequence):
-                for item in value:
-                    collect_tokens(item, tokens)
-                continue
-            values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
-            for v in values:
-                if v is not None and not isinstance(v, bytes):
-                    tokens.add_value(kind, str(v))
+            collect_element(ds, t, kind, tokens)
             continue
+        vr = elem.VR
         if (
             vr == "SQ"
             or (vr is None and t in DicomDictionary and DicomDictionary[t][0] == "SQ")
@@ -177,63 +182,85 @@ class TokenSet:
             if token.replace(" ", "").replace("-", "").isdigit() and len(token) < min_numeric_length:
                 continue
             kept.append(token)
-        # Longest first so the alternation prefers whole names over their components.
+        # Longest first so whole names are replaced before their components.
         self.tokens = sorted(set(kept), key=lambda t: (-len(t), t))
         self._whole_word_below = whole_word_below
-        self._text_re = self._compile_text()
-        self._bytes_re = self._compile_bytes(convert_encodings(encodings or ["iso8859"]))
+        self._encodings = convert_encodings(encodings or ["iso8859"])
+        self._needles: list[tuple[bytes, bool]] | None = None
+        self._text_re: re.Pattern[str] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.tokens)
 
-    def _wrap(self, token: str, esc: str) -> str:
-        if len(token) < self._whole_word_below:
-            return r"(?<![0-9A-Za-z])" + esc + r"(?![0-9A-Za-z])"
-        return esc
+    def _byte_needles(self) -> list[tuple[bytes, bool]]:
+        # Every token in every plausible encoding, ASCII-lowercased to match a lowercased haystack;
+        # bytes.find is a C memmem, far faster than one big alternation regex over the header.
+        if self._needles is None:
+            seen: dict[bytes, bool] = {}
+            for token in self.tokens:
+                whole = len(token) < self._whole_word_below
+                for variant in {token, token.upper(), token.lower()}:
+                    for encoded in _encodings_of(variant, self._encodings):
+                        if encoded:
+                            key = encoded.lower()
+                            seen[key] = seen.get(key, True) and whole
+            self._needles = sorted(seen.items(), key=lambda kv: -len(kv[0]))
+        return self._needles
 
-    def _compile_text(self) -> re.Pattern[str] | None:
-        if not self.tokens:
-            return None
-        return re.compile("|".join(self._wrap(t, re.escape(t)) for t in self.tokens), re.IGNORECASE)
-
-    def _compile_bytes(self, encodings: list[str]) -> re.Pattern[bytes] | None:
-        if not self.tokens:
-            return None
-        alternatives: list[bytes] = []
-        seen: set[bytes] = set()
-        for token in self.tokens:
-            for variant in {token, token.upper(), token.lower()}:
-                for encoded in _encodings_of(variant, encodings):
-                    if encoded in seen or not encoded:
-                        continue
-                    seen.add(encoded)
-                    esc = re.escape(encoded)
-                    if len(token) < self._whole_word_below:
-                        esc = rb"(?<![0-9A-Za-z])" + esc + rb"(?![0-9A-Za-z])"
-                    alternatives.append(esc)
-        alternatives.sort(key=len, reverse=True)
-        return re.compile(b"|".join(alternatives), re.IGNORECASE)
+    def _text_pattern(self) -> re.Pattern[str]:
+        if self._text_re is None:
+            parts = []
+            for token in self.tokens:
+                esc = re.escape(token)
+                if len(token) < self._whole_word_below:
+                    esc = r"(?<![0-9A-Za-z])" + esc + r"(?![0-9A-Za-z])"
+                parts.append(esc)
+            self._text_re = re.compile("|".join(parts), re.IGNORECASE)
+        return self._text_re
 
     def scrub(self, text: str, replacement: str = "*") -> str:
         """Return ``text`` with every token occurrence replaced (Clean Descriptors)."""
-        if self._text_re is None:
+        if not self.tokens or not text:
             return text
-        return self._text_re.sub(replacement, text)
+        folded = text.lower()
+        if len(folded) == len(text) and not any(t.lower() in folded for t in self.tokens):
+            return text  # the common case: nothing to scrub, no regex needed
+        return self._text_pattern().sub(replacement, text)
 
     def contains_text(self, text: str) -> bool:
         """True when ``text`` contains a token."""
-        return self._text_re is not None and self._text_re.search(text) is not None
+        if not self.tokens or not text:
+            return False
+        folded = text.lower()
+        if len(folded) == len(text) and not any(t.lower() in folded for t in self.tokens):
+            return False
+        return self._text_pattern().search(text) is not None
 
     def find_bytes(self, data: bytes) -> int:
-        """Offset of the first token in ``data``, or -1."""
-        if self._bytes_re is None:
+        """Offset of the first token in ``data`` (ASCII case-insensitive), or -1."""
+        if not self.tokens:
             return -1
-        match = self._bytes_re.search(data)
-        return -1 if match is None else match.start()
+        hay = data.lower()
+        best = -1
+        for needle, whole in self._byte_needles():
+            pos = hay.find(needle)
+            while pos >= 0:
+                if not whole or (
+                    (pos == 0 or hay[pos - 1] not in _ALNUM)
+                    and (pos + len(needle) >= len(hay) or hay[pos + len(needle)] not in _ALNUM)
+                ):
+                    if best < 0 or pos < best:
+                        best = pos
+                    break
+                pos = hay.find(needle, pos + 1)
+        return best
 
     def contains_bytes(self, data: bytes) -> bool:
         """True when the serialised ``data`` contains a token."""
         return self.find_bytes(data) >= 0
+
+
+_ALNUM = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def _encodings_of(text: str, encodings: list[str]) -> set[bytes]:
