@@ -13,7 +13,7 @@ APT_CORE := postgresql dcmtk orthanc orthanc-dicomweb orthanc-python ca-certific
 APT_BROWSER := chromium chromium-driver
 
 .PHONY: help install apt-core apt-browser test test-unit lint typecheck bench bench-deid bench-crosswalk \
-        clean demo bench-pipeline
+        clean demo bench-pipeline tf-fmt localstack-install
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n",$$1,$$2}'
@@ -38,6 +38,13 @@ test: install ## Run every test (unit, integration against real services, LocalS
 
 test-unit: $(STAMP) ## Unit tests only (no services)
 	$(PY) -m pytest tests/unit
+
+tf-fmt: $(STAMP) ## Terraform: fmt -check -recursive (also part of make test) and validate the provider-free module
+	$(VENV)/bin/terraform fmt -check -recursive -diff terraform
+	cd terraform/modules/policies && TF_DATA_DIR=$$(mktemp -d) sh -c '$(CURDIR)/$(VENV)/bin/terraform init -backend=false -input=false >/dev/null && $(CURDIR)/$(VENV)/bin/terraform validate'
+
+localstack-install: ## Install LocalStack's Python 3.13 venv under .run/localstack-venv (the tests do it on demand)
+	localstack/run-host.sh install
 
 lint: $(STAMP) ## Ruff
 	$(VENV)/bin/ruff check tmi adapters functions gateway tests bench
