@@ -62,7 +62,7 @@ ActorDep = Annotated[Any, Depends(_actor)]
 def search_persons(body: PersonSearch, services: ServicesDep, actor: ActorDep) -> Any:
     """Persons whose identities match every given criterion (name tokens, birth date, patient ID, clinic)."""
     if not any((body.name, body.birth_date, body.patient_id, body.clinic)):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "give at least one criterion")
+        raise HTTPException(422, "give at least one criterion")
     return services.crosswalk().search_persons(
         actor=actor, name=body.name or None, birth_date=body.birth_date or None,
         patient_id=body.patient_id or None, clinic=body.clinic or None, limit=body.limit,

@@ -28,7 +28,7 @@ async def s3_event(request: Request, services: ServicesDep, request_id: RequestI
     """Process the posted S3 event records (``{"Records": [...]}``) with the intake handler."""
     raw = await request.body()
     if len(raw) > MAX_EVENT_BYTES:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "event body too large")
+        raise HTTPException(413, "event body too large")
     try:
         document = json.loads(raw)
     except ValueError as exc:

@@ -300,7 +300,7 @@ async def admin_split(request: Request, person_id: str, principal: AdminPage, se
     identity_ids = [int(str(v)) for v in form.getlist("identity_id") if str(v).isdigit()]
     reason = str(form.get("reason") or "").strip()
     if not identity_ids or not reason:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "choose identities and give a reason")
+        raise HTTPException(422, "choose identities and give a reason")
     if form.get("confirmed") != "yes":
         return _render(request, "admin_confirm.html", principal, action="split",
                        post_url=f"/ui/admin/persons/{person_id}/split", person_id=person_id,
@@ -322,7 +322,7 @@ async def admin_merge(request: Request, person_id: str, principal: AdminPage, se
     merge_ids = list(dict.fromkeys(merge_ids))
     reason = str(form.get("reason") or "").strip()
     if not merge_ids or not reason:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "name persons to merge and give a reason")
+        raise HTTPException(422, "name persons to merge and give a reason")
     if form.get("confirmed") != "yes":
         return _render(request, "admin_confirm.html", principal, action="merge",
                        post_url=f"/ui/admin/persons/{person_id}/merge", person_id=person_id,
