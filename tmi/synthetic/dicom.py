@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import random
 import struct
+import unicodedata
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator
@@ -30,7 +31,9 @@ from typing import BinaryIO
 
 import pydicom
 import pydicom.data
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     UID,
@@ -39,6 +42,7 @@ from pydicom.uid import (
     JPEGExtended12Bit,
     generate_uid,
 )
+from pydicom.valuerep import PersonName
 
 UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's root: synthetic data only
 IMPLEMENTATION_UID = "1.2.826.0.1.3680043.8.498.1"
@@ -63,6 +67,18 @@ STAFF = ("WRIGHT^JAMES^DR", "OKONKWO^ADA^DR", "LEBLANC^MARC", "SØRENSEN^METTE",
          "TAN^MEI", "KOVÁCS^IVAN^DR", "BAKER^SUSAN", "HUSSAIN^IMRAN^DR", "EKSTRÖM^LARS")
 STREETS = ("Harbour Road", "Linden Allee", "Rue des Écoles", "Mill Lane", "Kongensgade", "Via Roma",
            "Birch Street", "Avenida Central")
+# Specific Character Sets the builders can write (``charset=`` arguments).
+LATIN1 = "ISO_IR 100"
+UTF8 = "ISO_IR 192"
+JAPANESE = "ISO 2022 IR 87"
+UTF8_FEMALE = (("ΠΑΠΑΔΟΠΟΥΛΟΥ", "ΕΛΕΝΗ"), ("ИВАНОВА", "ОЛЬГА"), ("ŁUKASIEWICZ", "ZOFIA"),
+               ("NGUYỄN", "THỊ LAN"), ("ÇELİK", "AYŞE"), ("王", "芳"))
+UTF8_MALE = (("ΠΑΠΑΔΟΠΟΥΛΟΣ", "ΝΙΚΟΣ"), ("ИВАНОВ", "СЕРГЕЙ"), ("WÓJCIK", "PIOTR"), ("李", "伟"))
+# (romaji family, romaji given, kanji family, kanji given, hiragana family, hiragana given)
+JP_FEMALE = (("YAMADA", "HANAKO", "山田", "花子", "やまだ", "はなこ"),
+             ("SUZUKI", "YUKI", "鈴木", "由紀", "すずき", "ゆき"),
+             ("TANAKA", "AIKO", "田中", "愛子", "たなか", "あいこ"))
+JP_MALE = (("SATO", "TAROU", "佐藤", "太郎", "さとう", "たろう"),)
 CITIES = ("Northbridge", "Southport", "Eastwick", "Westfield", "Lakeside")
 OCCUPATIONS = ("TEACHER", "NURSE", "ENGINEER", "RETIRED", "ACCOUNTANT", "FARMER", "ARTIST")
 
@@ -118,11 +134,14 @@ class SyntheticPatient:
     phone: str
     mother_birth_name: str
     occupation: str
+    ideographic: str = ""  # PN ideographic group, e.g. "山田^花子" (ISO 2022 IR 87)
+    phonetic: str = ""  # PN phonetic group, e.g. "やまだ^はなこ"
 
     @property
     def name(self) -> str:
-        """The DICOM PN value (``FAMILY^GIVEN^MIDDLE``; empty trailing components dropped)."""
-        return f"{self.family}^{self.given}^{self.middle}" if self.middle else f"{self.family}^{self.given}"
+        """The DICOM PN value: ``FAMILY^GIVEN[^MIDDLE]``, then ``=ideographic=phonetic`` groups if any."""
+        alphabetic = f"{self.family}^{self.given}" + (f"^{self.middle}" if self.middle else "")
+        return f"{alphabetic}={self.ideographic}={self.phonetic}" if self.ideographic else alphabetic
 
     def phi_tokens(self) -> tuple[str, ...]:
         """Values that identify this patient and must never appear in de-identified output."""
@@ -130,6 +149,8 @@ class SyntheticPatient:
                   self.mother_birth_name.split("^")[0]]
         if self.middle:
             tokens.append(self.middle)
+        for group in (self.ideographic, self.phonetic):
+            tokens.extend(group.split("^"))
         tokens.extend(i for i, _ in self.other_ids)
         return tuple(t for t in tokens if t)
 
@@ -146,17 +167,32 @@ def synthetic_uid(seed: int | str, *parts: object) -> UID:
 
 
 def random_patient(rng: random.Random, *, issuer: str = DEFAULT_CLINIC.issuer, sex: str | None = None,
-                   id_prefix: str = "") -> SyntheticPatient:
-    """An invented patient drawn from ``rng`` (female four times in five unless ``sex`` is given)."""
+                   id_prefix: str = "", charset: str = LATIN1) -> SyntheticPatient:
+    """An invented patient drawn from ``rng`` (female four times in five unless ``sex`` is given).
+
+    ``charset`` picks names its repertoire can carry: Latin-1 names for ISO_IR 100, Greek / Cyrillic /
+    Polish / Vietnamese / Turkish / Chinese for ISO_IR 192 (UTF-8), and romaji + kanji + hiragana PN
+    component groups for ISO 2022 IR 87 (Japanese).
+    """
     sex = sex or ("F" if rng.random() < 0.8 else "M")
-    given_pool = FEMALE_GIVEN if sex == "F" else MALE_GIVEN
-    family = rng.choice(FAMILY)
+    ideographic = phonetic = ""
+    if charset == UTF8:
+        family, given = rng.choice(UTF8_FEMALE if sex == "F" else UTF8_MALE)
+        middle = ""
+    elif charset == JAPANESE:
+        family, given, kanji_f, kanji_g, kana_f, kana_g = rng.choice(JP_FEMALE if sex == "F" else JP_MALE)
+        ideographic, phonetic, middle = f"{kanji_f}^{kanji_g}", f"{kana_f}^{kana_g}", ""
+    else:
+        given_pool = FEMALE_GIVEN if sex == "F" else MALE_GIVEN
+        family, given = rng.choice(FAMILY), rng.choice(given_pool)
+        middle = rng.choice(given_pool) if rng.random() < 0.3 else ""
     birth = date(1940, 1, 1) + timedelta(days=rng.randrange(0, 365 * 60))
-    middle = rng.choice(given_pool) if rng.random() < 0.3 else ""
     return SyntheticPatient(
         family=family,
-        given=rng.choice(given_pool),
+        given=given,
         middle=middle,
+        ideographic=ideographic,
+        phonetic=phonetic,
         sex=sex,
         birth_date=birth.strftime("%Y%m%d"),
         patient_id=f"{id_prefix}{rng.randrange(10**6, 10**7)}",
@@ -250,6 +286,7 @@ def _header(
     view: str | None = None,
     laterality: str | None = None,
     burned_in: bool = False,
+    charset: str = LATIN1,
 ) -> FileDataset:
     """A PHI-rich header (no PixelData) for one instance; the caller adds or streams the pixels."""
     rng = _rng(seed, "instance", patient.patient_id, study.study_uid, series_key, instance_key)
@@ -259,7 +296,8 @@ def _header(
 
     meta = _file_meta(sop_class, sop_uid, transfer_syntax)
     ds = FileDataset("", Dataset(), file_meta=meta, preamble=b"\0" * 128)
-    ds.SpecificCharacterSet = "ISO_IR 100"
+    # Japanese: default repertoire (ASCII) first, then the kanji/kana code extension.
+    ds.SpecificCharacterSet = ["", JAPANESE] if charset == JAPANESE else charset
     ds.ImageType = ["ORIGINAL", "PRIMARY"] + (["TOMOSYNTHESIS", "NONE"] if modality == "BTO" else [""])
     ds.InstanceCreationDate = study.date
     ds.InstanceCreationTime = study.time
@@ -443,7 +481,23 @@ def _header(
     block.add_new(0x04, "SH", patient.patient_id)
     block2 = ds.private_block(0x0029, "TMI SYNTH BLOB", create=True)
     block2.add_new(0x10, "OB", bytes(rng.randrange(256) for _ in range(64)))
+    if charset == JAPANESE:
+        ds.walk(_fold_to_ascii)
     return ds
+
+
+def _fold_to_ascii(_ds: Dataset, elem: DataElement) -> None:
+    """Under ``\\ISO 2022 IR 87`` only PN groups carry kanji/kana: fold other text to ASCII (Ø → ''),
+    leaving values with PN component groups (``=``) intact."""
+    def fold(value: str) -> str:
+        if value.isascii() or "=" in value:
+            return value
+        return unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
+
+    if isinstance(elem.value, str | PersonName):
+        elem.value = fold(str(elem.value))
+    elif isinstance(elem.value, MultiValue) and all(isinstance(v, str) for v in elem.value):
+        elem.value = [fold(v) for v in elem.value]
 
 
 def _row_intensity(r: int, rows: int, columns: int, frame: int) -> int:
@@ -502,16 +556,17 @@ def _pixels(seed: int | str, image: _Image, laterality: str | None, *, burned_in
 
 
 def small_instance(index: int, seed: int | str = 0, *, modality: str | None = None, rows: int = 512,
-                   columns: int = 512, patients: int | None = None) -> FileDataset:
+                   columns: int = 512, patients: int | None = None, charset: str = LATIN1) -> FileDataset:
     """A ~0.5 MB PHI-rich CR/DX/MG instance (512×512 16-bit by default), deterministic per (seed, index).
 
     Instances are grouped like real traffic: four images per study, studies spread over a pool of
     ``patients`` invented patients (default: one per 8 instances). ``modality`` defaults to a mix
-    (MG three times in five, else CR or DX).
+    (MG three times in five, else CR or DX). ``charset`` is ``LATIN1`` (ISO_IR 100), ``UTF8`` (ISO_IR 192)
+    or ``JAPANESE`` (ISO 2022 IR 87, PN with ideographic and phonetic groups).
     """
     rng = _rng(seed, "small", index)
     patient_no = (index // 4) % patients if patients else index // 8
-    patient = random_patient(_rng(seed, "patient", patient_no), id_prefix="")
+    patient = random_patient(_rng(seed, "patient", patient_no), charset=charset)
     study = new_study(seed, patient, DEFAULT_CLINIC, key=index // 4)
     modality = modality or rng.choice(("MG", "MG", "MG", "CR", "DX"))
     view, laterality = (None, None)
@@ -520,7 +575,7 @@ def small_instance(index: int, seed: int | str = 0, *, modality: str | None = No
     image = _Image(rows=rows, columns=columns, bits_stored=12 if modality != "MG" else 14)
     ds = _header(seed, patient=patient, clinic=DEFAULT_CLINIC, study=study, modality=modality,
                  sop_class=SOP_CLASS[modality], series_key=f"{modality}{index // 4}", instance_key=index,
-                 image=image, view=view, laterality=laterality)
+                 image=image, view=view, laterality=laterality, charset=charset)
     ds.PixelData = _pixels(f"{seed}:{index % 16}", image, laterality)
     ds["PixelData"].VR = "OW"
     return ds

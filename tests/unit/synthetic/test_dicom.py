@@ -155,3 +155,33 @@ def test_encapsulated_streaming(tmp_path: Path) -> None:
     frames = list(generate_fragmented_frames(back.PixelData, number_of_frames=7))
     assert len(frames) == 7 and all(f[0][:2] == b"\xff\xd8" for f in frames)
     _dcmdump_ok(path)
+
+
+@pytest.mark.parametrize("charset", [synth.LATIN1, synth.UTF8, synth.JAPANESE])
+def test_character_sets_round_trip(tmp_path: Path, charset: str) -> None:
+    non_ascii = 0
+    for index in range(0, 64, 8):  # eight patients
+        ds = synth.small_instance(index, seed=11, charset=charset, rows=16, columns=16)
+        path = tmp_path / f"{index}.dcm"
+        synth.write_dataset(ds, path)
+        back = pydicom.dcmread(path)
+        assert str(back.PatientName) == str(ds.PatientName)
+        non_ascii += not str(back.PatientName).isascii()
+        if charset == synth.JAPANESE:
+            assert back.SpecificCharacterSet == ["", "ISO 2022 IR 87"]
+            assert back.PatientName.ideographic and back.PatientName.phonetic
+            assert str(back.OperatorsName).isascii()  # other text folded to the default repertoire
+        else:
+            assert back.SpecificCharacterSet == charset
+        _dcmdump_ok(path)
+    assert non_ascii >= 2  # the names really exercise the character set
+
+
+def test_phi_tokens_cover_pn_component_groups() -> None:
+    import random
+
+    patient = synth.random_patient(random.Random(1), charset=synth.JAPANESE)
+    tokens = patient.phi_tokens()
+    kanji_family = patient.ideographic.split("^")[0]
+    assert kanji_family in tokens and patient.phonetic.split("^")[0] in tokens
+    assert patient.name.startswith(f"{patient.family}^{patient.given}=")
