@@ -20,6 +20,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "adapters.cli.stack",
     "adapters.cli.worker",
     "adapters.cli.demo",
+    "adapters.cli.tokens",
+    "adapters.cli.download",
 )
 
 EXIT_OK = 0
