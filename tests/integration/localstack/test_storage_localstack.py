@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus, urlencode, urlparse, urlunparse
 
+import boto3
 import pytest
 import requests
 from botocore.config import Config
@@ -78,7 +84,6 @@ def _with_query(url: str, **changes: str) -> str:
 def test_presigned_get_works_and_tampered_or_expired_urls_are_refused(
     localstack_storage: BootstrapResult, localstack_endpoint: str, signature_version: str
 ) -> None:
-    import boto3
 
     settings = get_settings()
     s3 = boto3.client(
@@ -112,11 +117,6 @@ def test_container_init_hook_applies_the_same_bootstrap(
     localstack_endpoint: str, localstack_s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """localstack/init/ready.d/10-tmi-storage.sh (what a LocalStack container runs) calls the bootstrap."""
-    import os
-    import secrets
-    import subprocess
-    import sys
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[3]
     suffix = secrets.token_hex(3)
@@ -144,3 +144,26 @@ def test_container_init_hook_applies_the_same_bootstrap(
     assert result["intake_queue_arn"].endswith(f":hook-events-{suffix}")
     names = {b["Name"] for b in localstack_s3.list_buckets()["Buckets"]}
     assert {f"hook-intake-{suffix}", f"hook-research-{suffix}", f"hook-quarantine-{suffix}"} <= names
+
+
+def _listeners(port: int) -> list[str]:
+    """Local addresses (hex, as in /proc/net/tcp*) listening on ``port``."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as handle:
+            next(handle)
+            for line in handle:
+                fields = line.split()
+                address, port_hex = fields[1].rsplit(":", 1)
+                if int(port_hex, 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                    found.append(address)
+    return found
+
+
+def test_launcher_binds_loopback_only_and_writes_nothing_system_wide(localstack_server: str) -> None:
+
+    port = urlparse(localstack_server).port
+    assert port is not None
+    assert _listeners(port) == ["0100007F"], "LocalStack must listen on 127.0.0.1 only"
+    assert not Path("/etc/localstack").exists()
+    assert not Path("/var/lib/localstack").exists()
