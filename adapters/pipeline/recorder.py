@@ -64,12 +64,16 @@ class PipelineRecorder:
         return record
 
     def published(self, result: Any, *, intake_bucket: str, intake_key: str, research_bucket: str,
-                  research_key: str, size: int, sha256: str) -> None:
-        """Record the published instance in the crosswalk (state ``published``) and the catalog."""
+                  research_key: str, size: int, sha256: str, crosswalk: bool = True) -> None:
+        """Record the published instance in the crosswalk (state ``published``) and the catalog.
+
+        ``crosswalk=False`` (republish) updates the catalog only: the crosswalk already moved the instance
+        and marks it published when the work item completes."""
         from adapters.db.catalog import CatalogEntry, upsert_instance
 
-        self._record_instance(result, intake_key=intake_key, research_key=research_key, state="published",
-                              detail=None)
+        if crosswalk:
+            self._record_instance(result, intake_key=intake_key, research_key=research_key,
+                                  state="published", detail=None)
         research = result.research
         entry = CatalogEntry.from_catalog(
             dict(result.catalog or {}), study_instance_uid=research.study_instance_uid,

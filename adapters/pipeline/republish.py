@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tmi.errors import RetryableError
+from tmi.ports import PseudonymAssignment
 
-from .service import _size_and_sha256
+from .service import CALLING_AET_METADATA, CHUNK, _size_and_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +60,16 @@ class RepublishService:
         tmp_dir = str(settings.run_dir / "tmp") if (settings.run_dir / "tmp").is_dir() else None
         with tempfile.TemporaryFile(dir=tmp_dir) as src, tempfile.NamedTemporaryFile(dir=tmp_dir) as dst:
             try:
-                self.ctx.s3.download_fileobj(settings.intake_bucket, item.intake_key, src)
+                response = self.ctx.s3.get_object(Bucket=settings.intake_bucket, Key=item.intake_key)
+                for chunk in iter(lambda: response["Body"].read(CHUNK), b""):
+                    src.write(chunk)
             except Exception as exc:
                 raise RetryableError(f"intake read failed: {type(exc).__name__}") from exc
+            calling_aet = (response.get("Metadata") or {}).get(CALLING_AET_METADATA) or None
             src.seek(0)
-            result = self.ctx.deidentifier.deidentify(src, dst, calling_aet=None)
+            assignment = PseudonymAssignment(pseudonym=item.new_pseudonym, alias=item.new_alias,
+                                             person_id=item.new_person_id)
+            result = self.ctx.deidentifier.deidentify_as(assignment, src, dst, calling_aet=calling_aet)
             if result.outcome != "written":
                 self._delete_old(item, None)
                 self.ctx.recorder.withdraw_catalog(item.anon_sop_uid)
@@ -74,9 +80,6 @@ class RepublishService:
             size, sha256 = _size_and_sha256(dst)
             new_key = str(result.research_key)
             pseudonym = result.assignment.pseudonym if result.assignment else None
-            if pseudonym != item.new_pseudonym:
-                logger.warning("crosswalk resolved another person than the work item names",
-                               extra={"tmi": {**log, "resolved": pseudonym}})
             self._delete_old(item, new_key)
             self.ctx.s3.upload_file(dst.name, settings.research_bucket, new_key,
                                        ExtraArgs={"ContentType": "application/dicom",
@@ -84,7 +87,7 @@ class RepublishService:
             self.ctx.archive.store(dst.name)
             self.ctx.recorder.published(result, intake_bucket=settings.intake_bucket,
                                         intake_key=item.intake_key, research_bucket=settings.research_bucket,
-                                        research_key=new_key, size=size, sha256=sha256)
+                                        research_key=new_key, size=size, sha256=sha256, crosswalk=False)
         self.ctx.crosswalk.complete_republish_item(item.id, research_key=new_key)
         logger.info("republished", extra={"tmi": {**log, "old_key": item.research_key, "new_key": new_key}})
         return RepublishOutcome(item.id, "republished", item.research_key, new_key)

@@ -81,8 +81,9 @@ class Recorder(Protocol):
     """Crosswalk + research catalog bookkeeping; see :mod:`adapters.pipeline.recorder`."""
 
     def published(self, result: Any, *, intake_bucket: str, intake_key: str, research_bucket: str,
-                  research_key: str, size: int, sha256: str) -> None:
-        """Record a published instance (crosswalk instance row + research catalog row)."""
+                  research_key: str, size: int, sha256: str, crosswalk: bool = True) -> None:
+        """Record a published instance (crosswalk instance row unless ``crosswalk`` is False, and the
+        research catalog row)."""
         ...
 
     def quarantined(self, result: Any | None, *, intake_bucket: str, intake_key: str, reason: str,

@@ -55,9 +55,29 @@ class ThreadLocalDeidentifier:
         provider.last_resolution = None
         return deidentifier.deidentify(src, dst, calling_aet=calling_aet)
 
+    def deidentify_as(self, assignment: Any, src: IO[bytes], dst: IO[bytes],
+                      calling_aet: str | None = None) -> Any:
+        """De-identify under a person the crosswalk already decided (republish): no resolve, so no new
+        scan identity is recorded for a re-read of an instance that arrived earlier."""
+        from tmi.deid import Deidentifier
+
+        return Deidentifier(self._profile, self._key, pseudonyms=_FixedProvider(assignment)).deidentify(
+            src, dst, calling_aet=calling_aet)
+
     def last_resolution(self) -> Any:
         """The crosswalk resolution made by this thread's last ``deidentify`` (or None)."""
         return self._pair()[1].last_resolution
+
+
+class _FixedProvider:
+    """A ``PseudonymProvider`` that returns one given assignment (republish under a decided person)."""
+
+    def __init__(self, assignment: Any) -> None:
+        self._assignment = assignment
+
+    def assign(self, phi: Any) -> Any:
+        """Return the fixed assignment whatever ``phi`` says."""
+        return self._assignment
 
 
 @dataclass
