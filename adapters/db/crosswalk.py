@@ -81,10 +81,12 @@ _IDENTITY_COLUMNS = sql.SQL(
     "(SELECT max(c.id) FROM scan_identity c WHERE c.corrects_id = s.id) AS superseded_by"
 )
 _CANDIDATE_SELECT = (
-    "SELECT s.id, l.person_id::text AS person_id, s.clinic_key, s.patient_id_norm, s.name_alpha, "
-    "s.name_ideo, "
-    "s.name_phon, s.birth_date_norm, s.sex_norm "
-    "FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL "
+    "SELECT s.id, l.person_id::text AS person_id, p.pseudonym, p.alias, s.clinic_key, s.patient_id_norm, "
+    "s.name_alpha, s.name_ideo, s.name_phon, s.birth_date_norm, s.sex_norm"
+)
+_CANDIDATE_FROM = (
+    " FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL "
+    "JOIN person p ON p.id = l.person_id "
 )
 _NOT_SUPERSEDED = "NOT EXISTS (SELECT 1 FROM scan_identity c WHERE c.corrects_id = s.id)"
 _FLAG_COLUMNS = (
@@ -174,37 +176,51 @@ class CrosswalkService:
         match key (clinic, patient ID) — and the normalized name + birth date, for rule 4 — are locked
         for the transaction, so two workers resolving one brand-new patient create exactly one person.
         ``source`` is a PHI-free provenance string (e.g. the intake object key).
+
+        The hot paths are kept to few round trips: an identical re-arrival is one statement (lookup and
+        audit row together); a new arrival is lock, candidates (with a race re-check folded in), and one
+        statement inserting identity, link and audit row.
         """
         fingerprint = raw_fingerprint(phi)
         with self._tx() as conn:
-            found = self._by_fingerprint(conn, fingerprint)
+            found = self._by_fingerprint(conn, fingerprint, actor, source)
             if found is not None:
-                self._audit(conn, actor, "crosswalk.resolve", "person", found.person_id,
-                            {"identity_id": found.identity_id, "rule": found.rule})
                 return found
             norm = normalize_phi(phi, self.rules.clinic_key_fields)
             self._lock_for(conn, norm, fingerprint)
-            found = self._by_fingerprint(conn, fingerprint)  # someone may have won the race meanwhile
+            persons: dict[str, tuple[str, str]] = {}
+            if norm.match_key is None:
+                found = self._by_fingerprint(conn, fingerprint, actor, source)  # a racing twin won
+                same_key: list[Candidate] = []
+            else:
+                same_key, raced = self._same_key_candidates(conn, norm, fingerprint, persons)
+                found = self._by_fingerprint(conn, fingerprint, actor, source) if raced else None
             if found is not None:
-                self._audit(conn, actor, "crosswalk.resolve", "person", found.person_id,
-                            {"identity_id": found.identity_id, "rule": found.rule})
                 return found
-            same_key = self._same_key_candidates(conn, norm)
             decision = decide(norm, same_key, (), self.rules)
             if decision.action != "link" or self.rules.possible_same_person == "link_and_flag":
-                decision = decide(norm, same_key, self._other_candidates(conn, norm), self.rules)
-            return self._persist_resolution(conn, phi, norm, fingerprint, decision, source, actor)
+                decision = decide(norm, same_key, self._other_candidates(conn, norm, persons), self.rules)
+            return self._persist_resolution(conn, phi, norm, fingerprint, decision, source, actor, persons)
 
-    def _by_fingerprint(self, conn: Conn, fingerprint: str) -> Resolution | None:
+    def _by_fingerprint(self, conn: Conn, fingerprint: str, actor: Actor, source: str | None,
+                        ) -> Resolution | None:
+        """An identical earlier arrival, its person and open flags; audited in the same statement."""
         row = conn.execute(
-            "SELECT s.id, p.id::text, p.pseudonym, p.alias, "
-            "       ARRAY(SELECT DISTINCT f.kind FROM review_flag f "
-            "             WHERE f.identity_id = s.id AND f.status = 'open' ORDER BY f.kind) "
-            "FROM scan_identity s "
-            "JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL "
-            "JOIN person p ON p.id = l.person_id "
-            "WHERE s.fingerprint = %s AND s.kind = 'arrived'",
-            (fingerprint,),
+            "WITH hit AS ("
+            " SELECT s.id, p.id AS pid, p.pseudonym, p.alias, "
+            "  ARRAY(SELECT DISTINCT f.kind FROM review_flag f "
+            "        WHERE f.identity_id = s.id AND f.status = 'open' ORDER BY f.kind) AS flags "
+            " FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL "
+            " JOIN person p ON p.id = l.person_id WHERE s.fingerprint = %(fp)s AND s.kind = 'arrived'), "
+            "audit AS (INSERT INTO audit_log "
+            " (actor, role, action, target_type, target_id, request_id, detail) "
+            " SELECT %(actor)s, %(role)s, 'crosswalk.resolve', 'person', hit.pid::text, %(req)s, "
+            "  jsonb_build_object('identity_id', hit.id, 'rule', 'exact_arrival', "
+            "  'source', %(source)s::text) "
+            " FROM hit) "
+            "SELECT id, pid::text, pseudonym, alias, flags FROM hit",
+            {"fp": fingerprint, "actor": actor.name, "role": actor.role, "req": actor.request_id,
+             "source": source},
         ).fetchone()
         if row is None:
             return None
@@ -217,33 +233,49 @@ class CrosswalkService:
         keys.add(_lock_id("key\x1f" + "\x1f".join(key)) if key else _lock_id("fp\x1f" + fingerprint))
         if norm.name.key:
             keys.add(_lock_id("phi\x1f" + norm.name.key + "\x1f" + (norm.birth_date or "")))
-        for lock in sorted(keys):  # one global order: no deadlocks between workers
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+        ordered = sorted(keys)  # one global order (target list is evaluated left to right): no deadlocks
+        if len(ordered) == 1:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (ordered[0],))
+        else:
+            conn.execute("SELECT pg_advisory_xact_lock(%s), pg_advisory_xact_lock(%s)", tuple(ordered))
 
-    def _same_key_candidates(self, conn: Conn, norm: NormalizedPHI) -> list[Candidate]:
-        if norm.match_key is None:
-            return []
+    def _same_key_candidates(self, conn: Conn, norm: NormalizedPHI, fingerprint: str,
+                             persons: dict[str, tuple[str, str]]) -> tuple[list[Candidate], bool]:
+        """Current identities under the match key; also says whether an identical arrival is among them
+        (another worker committed it while we waited for the lock)."""
+        assert norm.match_key is not None
         with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(_CANDIDATE_SELECT + "WHERE s.clinic_key = %s AND s.patient_id_norm = %s AND "
-                        + _NOT_SUPERSEDED, norm.match_key)
-            return [_candidate(r) for r in cur.fetchall()]
+            cur.execute(_CANDIDATE_SELECT + ", (s.fingerprint IS NOT DISTINCT FROM %s) AS same_fp "
+                        + _CANDIDATE_FROM + "WHERE s.clinic_key = %s AND s.patient_id_norm = %s AND "
+                        + _NOT_SUPERSEDED, (fingerprint, *norm.match_key))
+            rows = cur.fetchall()
+        for r in rows:
+            persons[r["person_id"]] = (r["pseudonym"], r["alias"])
+        return [_candidate(r) for r in rows], any(r["same_fp"] for r in rows)
 
-    def _other_candidates(self, conn: Conn, norm: NormalizedPHI) -> list[Candidate]:
+    def _other_candidates(self, conn: Conn, norm: NormalizedPHI, persons: dict[str, tuple[str, str]],
+                          ) -> list[Candidate]:
         """Identities under other keys sharing the normalized name, or the birth date (fuzzy flags)."""
-        out: dict[int, Candidate] = {}
+        if not norm.name.key:
+            return []
         limit = self.rules.max_candidates
         other_key = "(s.clinic_key IS DISTINCT FROM %s OR s.patient_id_norm IS DISTINCT FROM %s)"
         key = norm.match_key or (None, None)
+        by_name = (_CANDIDATE_SELECT + _CANDIDATE_FROM + "WHERE s.name_key = %s AND " + other_key + " AND "
+                   + _NOT_SUPERSEDED + " ORDER BY s.id LIMIT %s")
+        query, params = "(" + by_name + ")", [norm.name.key, *key, limit]
+        if norm.birth_date:
+            by_birth = (_CANDIDATE_SELECT + _CANDIDATE_FROM + "WHERE s.birth_date_norm = %s AND " + other_key
+                        + " AND " + _NOT_SUPERSEDED + " ORDER BY s.id LIMIT %s")
+            query += " UNION ALL (" + by_birth + ")"
+            params += [norm.birth_date, *key, limit * 4]
         with conn.cursor(row_factory=dict_row) as cur:
-            if norm.name.key:
-                cur.execute(_CANDIDATE_SELECT + "WHERE s.name_key = %s AND " + other_key + " AND "
-                            + _NOT_SUPERSEDED + " ORDER BY s.id LIMIT %s", (norm.name.key, *key, limit))
-                out.update((c.identity_id, c) for c in map(_candidate, cur.fetchall()))
-            if norm.birth_date and norm.name.key:
-                cur.execute(_CANDIDATE_SELECT + "WHERE s.birth_date_norm = %s AND " + other_key + " AND "
-                            + _NOT_SUPERSEDED + " ORDER BY s.id LIMIT %s",
-                            (norm.birth_date, *key, limit * 4))
-                out.update((c.identity_id, c) for c in map(_candidate, cur.fetchall()))
+            cur.execute(query, params)
+            rows = cur.fetchall()
+        out: dict[int, Candidate] = {}
+        for r in rows:
+            persons[r["person_id"]] = (r["pseudonym"], r["alias"])
+            out[int(r["id"])] = _candidate(r)
         return list(out.values())
 
     def _insert_identity(self, conn: Conn, phi: PatientPHI, norm: NormalizedPHI, *, kind: str,
@@ -295,9 +327,8 @@ class CrosswalkService:
         )
 
     def _persist_resolution(self, conn: Conn, phi: PatientPHI, norm: NormalizedPHI, fingerprint: str,
-                            decision: Decision, source: str | None, actor: Actor) -> Resolution:
-        identity_id = self._insert_identity(conn, phi, norm, kind="arrived", fingerprint=fingerprint,
-                                            source=source, actor=actor)
+                            decision: Decision, source: str | None, actor: Actor,
+                            persons: Mapping[str, tuple[str, str]]) -> Resolution:
         created = decision.action == "new_person"
         if created:
             person_id, pseudonym, alias = self._new_person(conn, norm.sex, actor)
@@ -305,14 +336,39 @@ class CrosswalkService:
         else:
             assert decision.person_id is not None
             person_id = decision.person_id
-            prow = conn.execute("SELECT pseudonym, alias FROM person WHERE id = %s",
-                                (person_id,)).fetchone()
-            assert prow is not None
-            pseudonym, alias = str(prow[0]), str(prow[1])
+            pseudonym, alias = persons[person_id]
             method, confidence = decision.method, decision.confidence
-        self._link(conn, identity_id, person_id, method=method, confidence=confidence, rule=decision.rule,
-                   actor=actor, provenance={"source": source, "rules_version": self.rules.version,
-                                            "flags": list(decision.flag_kinds)})
+        flags = list(decision.flag_kinds)
+        row = conn.execute(
+            "WITH i AS (INSERT INTO scan_identity (kind, patient_id, issuer, institution, calling_aet, "
+            "  patient_name, birth_date, sex, other_ids, clinic_key, patient_id_norm, name_key, name_alpha, "
+            "  name_ideo, name_phon, birth_date_norm, sex_norm, fingerprint, source, created_by, "
+            "  created_role, "
+            "  request_id) VALUES ('arrived', %(patient_id)s, %(issuer)s, %(institution)s, %(calling_aet)s, "
+            "  %(name)s, %(birth_date)s, %(sex)s, %(other_ids)s, %(clinic)s, %(pid_norm)s, %(name_key)s, "
+            "  %(alpha)s, %(ideo)s, %(phon)s, %(birth_norm)s, %(sex_norm)s, %(fp)s, %(source)s, %(actor)s, "
+            "  %(role)s, %(req)s) RETURNING id), "
+            "l AS (INSERT INTO identity_link (identity_id, person_id, method, confidence, rule, provenance, "
+            "  created_by) SELECT i.id, %(person)s, %(method)s, %(confidence)s, %(rule)s, %(provenance)s, "
+            "  %(actor)s FROM i), "
+            "a AS (INSERT INTO audit_log (actor, role, action, target_type, target_id, request_id, detail) "
+            "  SELECT %(actor)s, %(role)s, 'crosswalk.resolve', 'person', %(person)s, %(req)s, "
+            "  jsonb_build_object('identity_id', i.id) || %(detail)s FROM i) "
+            "SELECT id FROM i",
+            {"patient_id": phi.patient_id, "issuer": phi.issuer, "institution": phi.institution,
+             "calling_aet": phi.calling_aet, "name": phi.name, "birth_date": phi.birth_date, "sex": phi.sex,
+             "other_ids": list(phi.other_ids), "clinic": norm.clinic, "pid_norm": norm.patient_id,
+             "name_key": _none_if_empty(norm.name.key), "alpha": _none_if_empty(norm.name.alphabetic),
+             "ideo": _none_if_empty(norm.name.ideographic), "phon": _none_if_empty(norm.name.phonetic),
+             "birth_norm": norm.birth_date, "sex_norm": norm.sex, "fp": fingerprint, "source": source,
+             "actor": actor.name, "role": actor.role, "req": actor.request_id, "person": person_id,
+             "method": method, "confidence": confidence, "rule": decision.rule,
+             "provenance": Jsonb({"source": source, "rules_version": self.rules.version, "flags": flags}),
+             "detail": Jsonb({"rule": decision.rule, "created_person": created, "flags": flags,
+                              "source": source})},
+        ).fetchone()
+        assert row is not None
+        identity_id = int(row[0])
         if decision.flags:
             with conn.cursor() as cur:
                 cur.executemany(
@@ -321,9 +377,6 @@ class CrosswalkService:
                     [(f.kind, identity_id, person_id, f.person_id, f.identity_id, Jsonb(f.evidence),
                       actor.name) for f in decision.flags],
                 )
-        self._audit(conn, actor, "crosswalk.resolve", "person", person_id,
-                    {"identity_id": identity_id, "rule": decision.rule, "created_person": created,
-                     "flags": list(decision.flag_kinds), "source": source})
         return Resolution(person_id=person_id, pseudonym=pseudonym, alias=alias, flags=decision.flag_kinds,
                           identity_id=identity_id, created_person=created, rule=decision.rule)
 
