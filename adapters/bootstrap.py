@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
@@ -335,10 +335,10 @@ class _Reconciler:
         self.changed: list[str] = []
         self.warnings: list[str] = []
 
-    def optional(self, feature: str, bucket: str, step: Callable[[], None]) -> None:
-        """Run an optional hardening step; a refusal by the endpoint becomes a named warning."""
+    def optional(self, feature: str, bucket: str, step: Callable[..., None], *args: Any) -> None:
+        """Run the optional hardening ``step(*args)``; a refusal by the endpoint becomes a named warning."""
         try:
-            step()
+            step(*args)
         except ClientError as exc:
             message = (
                 f"{feature} not applied to bucket {bucket}: endpoint refused it ({_error_code(exc)}: {exc})"
@@ -358,14 +358,15 @@ class _Reconciler:
             if _error_code(exc) not in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
                 raise BootstrapError(f"cannot look up queue {name}: {exc}") from exc
             try:
-                url = self.sqs.create_queue(QueueName=name, Attributes=dict(attributes))["QueueUrl"]
+                url = self.sqs.create_queue(QueueName=name, Attributes=cast(Any, dict(attributes)))[
+                    "QueueUrl"
+                ]
             except ClientError as create_exc:
                 raise BootstrapError(f"cannot create queue {name}: {create_exc}") from create_exc
             self.changed.append(f"queue {name}: created")
         else:
-            current = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]).get(
-                "Attributes", {}
-            )
+            reply = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+            current = cast(dict[str, str], reply.get("Attributes", {}))
             drift = {k: v for k, v in attributes.items() if not _same_attribute(k, current.get(k), v)}
             if drift:
                 update = dict(drift)
@@ -374,7 +375,7 @@ class _Reconciler:
                     # every time keeps one run enough to converge (and is harmless elsewhere).
                     update["Policy"] = attributes["Policy"]
                 try:
-                    self.sqs.set_queue_attributes(QueueUrl=url, Attributes=update)
+                    self.sqs.set_queue_attributes(QueueUrl=url, Attributes=cast(Any, update))
                 except ClientError as exc:
                     raise BootstrapError(
                         f"cannot set attributes {sorted(drift)} on queue {name}: {exc}"
@@ -452,6 +453,7 @@ class _Reconciler:
 
     def ensure_encryption(self, name: str, desired: Mapping[str, Any]) -> None:
         """Default server-side encryption (SSE-S3 or SSE-KMS)."""
+        current: Mapping[str, Any]
         try:
             current = self.s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]
         except ClientError as exc:
@@ -511,11 +513,27 @@ class _Reconciler:
                 if _error_code(exc) not in {"403", "AccessDenied"}:
                     raise
                 return False
-            self.s3.delete_object(Bucket=probe, Key="probe")
             return True
         finally:
-            self.s3.delete_bucket_policy(Bucket=probe)
+            self._remove_probe(probe)
+
+    def _remove_probe(self, probe: str) -> None:
+        """Delete the probe bucket whatever state the probe left it in; warn if it cannot be removed."""
+        steps: list[Callable[[], object]] = [
+            lambda: self.s3.delete_bucket_policy(Bucket=probe),
+            lambda: self.s3.delete_object(Bucket=probe, Key="probe"),
+        ]
+        for step in steps:
+            try:
+                step()
+            except ClientError as exc:
+                log.debug("probe clean-up step on %s: %s", probe, exc)
+        try:
             self.s3.delete_bucket(Bucket=probe)
+        except ClientError as exc:
+            message = f"could not delete the policy probe bucket {probe}: {exc}"
+            log.warning(message)
+            self.warnings.append(message)
 
     def ensure_policy(self, name: str, desired: Mapping[str, Any]) -> None:
         """The bucket policy (deny non-TLS, least-privilege principals)."""
@@ -687,24 +705,25 @@ def bootstrap(
     for bucket in desired.buckets.values():
         rec.ensure_bucket(bucket.name, region, object_lock=bucket.object_lock is not None)
         if bucket.versioning:
-            rec.optional("versioning", bucket.name, lambda b=bucket: rec.ensure_versioning(b.name))
+            rec.optional("versioning", bucket.name, rec.ensure_versioning, bucket.name)
         if bucket.object_lock is not None:
-            lock = bucket.object_lock
             rec.optional(
                 "object lock default retention",
                 bucket.name,
-                lambda b=bucket, c=lock: rec.ensure_object_lock(b.name, c),
+                rec.ensure_object_lock,
+                bucket.name,
+                bucket.object_lock,
             )
-        rec.optional(
-            "default encryption", bucket.name, lambda b=bucket: rec.ensure_encryption(b.name, b.encryption)
-        )
+        rec.optional("default encryption", bucket.name, rec.ensure_encryption, bucket.name, bucket.encryption)
         rec.optional(
             "public access block",
             bucket.name,
-            lambda b=bucket: rec.ensure_public_access_block(b.name, b.public_access_block),
+            rec.ensure_public_access_block,
+            bucket.name,
+            bucket.public_access_block,
         )
         if policies_evaluable:
-            rec.optional("bucket policy", bucket.name, lambda b=bucket: rec.ensure_policy(b.name, b.policy))
+            rec.optional("bucket policy", bucket.name, rec.ensure_policy, bucket.name, bucket.policy)
         else:
             message = (
                 f"bucket policy not applied to bucket {bucket.name}: this endpoint (moto) ignores the "
@@ -714,7 +733,7 @@ def bootstrap(
                 raise BootstrapError(message)
             log.warning(message)
             rec.warnings.append(message)
-        rec.optional("lifecycle", bucket.name, lambda b=bucket: rec.ensure_lifecycle(b.name, b.lifecycle))
+        rec.optional("lifecycle", bucket.name, rec.ensure_lifecycle, bucket.name, bucket.lifecycle)
 
     rec.ensure_notification(desired.notification_bucket, desired.notification)
 
