@@ -153,3 +153,39 @@ def gateway(gateway_dsn: str, moto_endpoint: str, s3_client: Any, monkeypatch: p
         yield Gateway(client=client, dsn=gateway_dsn, s3=s3_client, bucket=settings.research_bucket,
                       researcher=toks["researcher"], admin=toks["admin"], service=toks["service"],
                       events=events, objects=objects, persons=persons)
+
+
+@dataclass
+class LiveGateway:
+    """The same gateway served over real HTTP by uvicorn on 127.0.0.1 and a free port."""
+
+    gateway: Gateway
+    url: str
+
+
+@pytest.fixture
+def live_gateway(gateway: Gateway) -> Iterator[LiveGateway]:
+    """Serve the test app with uvicorn in a thread (for ``tmi download`` and the browser)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    config = uvicorn.Config(gateway.client.app, host="127.0.0.1", port=port, lifespan="off", log_level="info",
+                            access_log=True)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield LiveGateway(gateway=gateway, url=f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
