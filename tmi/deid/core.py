@@ -64,6 +64,7 @@ _FULL_DATE_TAGS = (0x00080020, 0x00080021, 0x00080022, 0x00080023)
 _EQUIPMENT_TAGS = (0x00080070, 0x00081090, 0x00181020, 0x00080060, 0x00180015)
 _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
 _TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+_DATE_VRS = frozenset({"DA", "DT"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,11 +199,8 @@ class Deidentifier:
         keep_sex = profile.table.get(0x00100040) == "K"
         alias = assignment.alias if keep_sex else alias_for(assignment.pseudonym, None)
         out_birth = _policy_birth_date(phi.birth_date, profile.birth_date)
-        legit = {assignment.pseudonym, alias, *alias.split("^"), out_birth or "", "DEIDENTIFIED"}
-        if keep_sex and phi.sex:
-            legit.add(phi.sex)
-        if profile.full_dates:
-            legit.update(_get(ds, t) or "" for t in _FULL_DATE_TAGS)
+        legit = {assignment.pseudonym, alias, out_birth or "", "DEIDENTIFIED"}
+        masks = [alias.encode("ascii"), assignment.pseudonym.encode("ascii")]
         containers = [
             _get(ds, t, codec) or "" for t in _EQUIPMENT_TAGS if profile.action_for(t) in (None, "K")
         ]
@@ -229,6 +227,7 @@ class Deidentifier:
             tokens.values,
             legit=legit,
             containers=containers,
+            masks=masks,
             encodings=encodings,
             min_length=profile.min_token_length,
             min_numeric_length=profile.min_numeric_token_length,
@@ -255,10 +254,7 @@ class Deidentifier:
         if token_set and (
             token_set.contains_bytes(header) or (trailer and token_set.contains_bytes(trailer))
         ):
-            path = find_path(ds, token_set, implicit, little) or (
-                find_path(trailer_ds, token_set, implicit, little) if trailer_ds is not None else None
-            )
-            raise PoisonInputError(reasons.PHI_RESIDUAL, f"identifying value found at {path or 'header'}")
+            self._residual(ds, trailer_ds, token_set, tokens, legit, implicit, little)
 
         result.research = research
         result.research_key = (
@@ -276,6 +272,43 @@ class Deidentifier:
                 vr = "OD"
             pixel_head = HeaderWriter(implicit, little).element_head(span.tag, vr, span.declared_length)
         return _Prepared(header, span, trailer, pixel_head)
+
+    def _residual(
+        self,
+        ds: Dataset,
+        trailer_ds: Dataset | None,
+        token_set: TokenSet,
+        tokens: Tokens,
+        legit: set[str],
+        implicit: bool,
+        little: bool,
+    ) -> None:
+        """Raise ``phi.residual`` with the tag path of the hit, unless it is only a kept date.
+
+        A birth date written YYYYMMDD may legitimately appear as a retained study/series/acquisition
+        date (newborns); such hits are accepted only inside DA/DT elements, and only when the profile
+        keeps full dates. Everywhere else (text, other formats) they quarantine as usual.
+        """
+        profile = self.profile
+        sets = [d for d in (ds, trailer_ds) if d is not None]
+        path = next((p for p in (find_path(d, token_set, implicit, little) for d in sets) if p), None)
+        if profile.full_dates and tokens.dates:
+            strict = TokenSet(
+                tokens.values - tokens.dates,
+                legit=legit,
+                encodings=token_set.encodings,
+                min_length=profile.min_token_length,
+                min_numeric_length=profile.min_numeric_token_length,
+                whole_word_below=profile.whole_word_below,
+            )
+            strict.masks = token_set.masks
+            dates = TokenSet(tokens.dates, encodings=token_set.encodings)
+            found = [find_path(d, strict, implicit, little) for d in sets]
+            found += [find_path(d, dates, implicit, little, skip_vrs=_DATE_VRS) for d in sets]
+            if not any(found):
+                return
+            path = next(p for p in found if p)
+        raise PoisonInputError(reasons.PHI_RESIDUAL, f"identifying value found at {path or 'header'}")
 
     def _read_header(self, src: BinaryIO, size: int) -> Dataset:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import warnings
 from collections.abc import Callable
 
 from pydicom._dicom_dict import DicomDictionary
@@ -165,7 +166,6 @@ class Engine:
         self.little = little
         # Python codec of a single-byte or UTF-8 character set; None means "let pydicom decode" (ISO 2022).
         self.codec = codec
-        self._retain_uids = profile.options.get("rtnUIDsOpt", False)
         # Clean Descriptors needs every token of the instance, so text cleaning waits for the walk to end.
         self._deferred: list[tuple[Dataset, int, str]] = []
 
@@ -224,10 +224,9 @@ class Engine:
                 else:
                     action = "X"
             if action == "K":
+                # K on a UI comes only from an option (Retain UIDs / Device Identity): keep it as is.
                 if vr == "SQ":
                     self._recurse(ds, t)
-                elif vr == "UI" and not self._retain_uids:
-                    self._map_uid(ds, tag, elem)
                 continue
             if action == "X":
                 if vr == "SQ" and kind is None:
@@ -335,20 +334,29 @@ class Engine:
     def _scrub(self, ds: Dataset, tag: int, vr: str) -> None:
         assert self.token_set is not None
         token_set = self.token_set
-        elem = ds._dict[tag]  # type: ignore[index]
+        key = tag if isinstance(tag, BaseTag) else BaseTag(tag)
+        elem = ds._dict[key]
+        # CS may not contain "*"; an emptied token keeps the value valid there.
+        replacement = "" if vr == "CS" else "*"
         codec = self.codec
         if codec is not None and isinstance(elem, RawDataElement):
-            text = (elem.value or b"").decode(codec, "replace")
+            # surrogateescape: bytes that do not decode survive the round trip unchanged.
+            text = (elem.value or b"").decode(codec, "surrogateescape")
             if not token_set.contains_text(text):
                 return  # nothing of this patient in it: keep the original bytes
+            cleaned = token_set.scrub(text, replacement).rstrip(" ")
+            ds._dict[key] = self.raw(tag, vr, pad(cleaned.encode(codec, "surrogateescape"), vr))
+            return
         value = ds[tag].value
-        scrub: Callable[[str], str] = token_set.scrub
-        if isinstance(value, MultiValue | list):
-            ds[tag] = DataElement(tag, vr, [scrub(str(v)) for v in value])
-        elif value is not None:
-            cleaned = scrub(str(value))
-            if cleaned != str(value):
-                ds[tag] = DataElement(tag, vr, cleaned)
+        scrub: Callable[[str, str], str] = token_set.scrub
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a scrubbed value may no longer match its VR's pattern
+            if isinstance(value, MultiValue | list):
+                ds[tag] = DataElement(tag, vr, [scrub(str(v), replacement) for v in value])
+            elif value is not None:
+                cleaned = scrub(str(value), replacement)
+                if cleaned != str(value):
+                    ds[tag] = DataElement(tag, vr, cleaned)
 
     def _note(self, ds: Dataset, tag: int) -> None:
         try:

@@ -18,8 +18,6 @@ from pydicom.charset import convert_encodings, encode_string
 from pydicom.datadict import keyword_dict
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_data_element
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
@@ -77,9 +75,15 @@ _WORD = re.compile(r"[^\W_]{4,}", re.UNICODE)
 
 @dataclass(slots=True)
 class Tokens:
-    """The raw identifying strings of one instance, before filtering."""
+    """The raw identifying strings of one instance, before filtering.
+
+    ``dates`` holds birth dates as DICOM DA (YYYYMMDD): the same digits are a legitimate value in a
+    study date kept by the full-dates option (a newborn scanned on the day of birth), so a hit on them
+    is accepted when it lies only in DA/DT elements.
+    """
 
     values: set[str] = field(default_factory=set)
+    dates: set[str] = field(default_factory=set)
 
     def add_value(self, kind: str, text: str) -> None:
         """Add the tokens a value of ``kind`` contributes (names split into components etc.)."""
@@ -99,6 +103,7 @@ class Tokens:
         elif kind == "date":
             add(text)
             if len(text) == 8 and text.isdigit():
+                self.dates.add(text)
                 y, m, d = text[:4], text[4:6], text[6:]
                 add(f"{y}-{m}-{d}")
                 add(f"{d}.{m}.{y}")
@@ -163,6 +168,7 @@ class TokenSet:
         *,
         legit: Iterable[str] = (),
         containers: Iterable[str] = (),
+        masks: Iterable[bytes] = (),
         encodings: list[str] | None = None,
         min_length: int = 3,
         min_numeric_length: int = 4,
@@ -185,6 +191,10 @@ class TokenSet:
         # Longest first so whole names are replaced before their components.
         self.tokens = sorted(set(kept), key=lambda t: (-len(t), t))
         self._whole_word_below = whole_word_below
+        self.encodings = list(encodings or ["ISO_IR 6"])
+        # Values TMI itself wrote (the alias, the pseudonym) are blanked before scanning: a real given
+        # name may coincide with the alias's, and must still be found everywhere else.
+        self.masks = [m for m in masks if m]
         self._encodings = convert_encodings(encodings or ["iso8859"])
         self._needles: list[tuple[bytes, bool]] | None = None
         self._text_re: re.Pattern[str] | None = None
@@ -240,6 +250,9 @@ class TokenSet:
         """Offset of the first token in ``data`` (ASCII case-insensitive), or -1."""
         if not self.tokens:
             return -1
+        for mask in self.masks:
+            if mask in data:
+                data = data.replace(mask, b"\x00" * len(mask))
         hay = data.lower()
         best = -1
         for needle, whole in self._byte_needles():
@@ -277,30 +290,49 @@ def _encodings_of(text: str, encodings: list[str]) -> set[bytes]:
     return out
 
 
-def find_path(ds: Dataset, tokens: TokenSet, implicit: bool, little: bool, prefix: str = "") -> str | None:
+def find_path(
+    ds: Dataset,
+    tokens: TokenSet,
+    implicit: bool,
+    little: bool,
+    prefix: str = "",
+    *,
+    skip_vrs: frozenset[str] = frozenset(),
+) -> str | None:
     """Return the tag path (e.g. ``(0040,0275)[0].(0032,1060)``) of the first element holding a token.
 
-    Only used after ``scan`` found a hit, to report *where* (never the value). Values are re-serialised
-    element by element so the search sees exactly the bytes that would have been written.
+    Only used after the byte scan found a hit, to report *where* (never the value), or to check whether
+    a hit lies only in elements of ``skip_vrs``. Each element is re-serialised on its own with the same
+    writer as the output, so the search sees exactly the bytes that were scanned.
     """
-    encodings = ds.get("SpecificCharacterSet", "iso8859")
-    for tag in sorted(ds._dict):
-        elem = ds.get_item(tag)
+    from tmi.deid.writer import HeaderWriter  # local: writer imports nothing from here, keep it so
+
+    writer = HeaderWriter(implicit, little)
+    charset = ds._dict.get(0x00080005)  # type: ignore[call-overload]
+    encodings: str | list[str] = "iso8859"
+    if charset is not None:
+        value = ds[0x00080005].value
+        encodings = str(value) if isinstance(value, str) else [str(v) for v in value]
+    for tag in sorted(ds._dict, key=int):
+        elem = ds._dict[tag]
         path = f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"
         value = elem.value if not isinstance(elem, RawDataElement) else None
         if isinstance(value, Sequence):
             for index, item in enumerate(value):
-                found = find_path(item, tokens, implicit, little, f"{path}[{index}].")
+                found = find_path(item, tokens, implicit, little, f"{path}[{index}].", skip_vrs=skip_vrs)
                 if found:
                     return found
             continue
-        buf = DicomBytesIO()
-        buf.is_implicit_VR = implicit
-        buf.is_little_endian = little
-        try:
-            write_data_element(buf, elem, encodings)
-        except (ValueError, TypeError, NotImplementedError, LookupError):
+        vr = elem.VR or (DicomDictionary[tag][0] if tag in DicomDictionary else "UN")
+        if vr in skip_vrs:
             continue
-        if tokens.contains_bytes(buf.getvalue()):
+        single = Dataset()
+        single._dict[tag] = elem
+        out = bytearray()
+        try:
+            writer.dataset(single, encodings, out)
+        except (ValueError, TypeError, NotImplementedError, LookupError):
+            return path  # cannot serialise it alone: report it rather than pass it
+        if tokens.contains_bytes(bytes(out)):
             return path
     return None

@@ -209,3 +209,18 @@ def test_elements_after_pixel_data_are_processed(deid: Deidentifier) -> None:
     assert b"Zebulonsky" not in out and b"ACME 1.0" not in out
     ds = _read(out)
     assert 0xFFFCFFFC not in ds and ds.PixelData == base_dataset().PixelData
+
+
+def test_real_given_name_equal_to_alias_given_name_is_still_scrubbed(deid: Deidentifier) -> None:
+    probe, _ = run(deid, to_file(base_dataset()))
+    alias_given = probe.assignment.alias.split("^")[1]
+    # Same patient identifiers (same pseudonym, same alias) but the real given name equals the alias's.
+    person = Person(given=alias_given.capitalize())
+    ds = base_dataset(person)
+    ds.SeriesDescription = f"{alias_given.capitalize()} follow-up"
+    result, data = run(deid, to_file(ds))
+    assert result.assignment.alias == probe.assignment.alias
+    assert result.outcome == "written", result.detail
+    out = _read(data)
+    assert str(out.PatientName) == result.assignment.alias
+    assert alias_given.lower() not in out.SeriesDescription.lower()
