@@ -7,8 +7,9 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import pytest
+from botocore.exceptions import ClientError
 
-from adapters.bootstrap import BootstrapResult, bootstrap, plan
+from adapters.bootstrap import BootstrapError, BootstrapResult, bootstrap, plan
 from tmi.settings import get_settings
 
 pytestmark = pytest.mark.integration
@@ -172,3 +173,70 @@ def test_bootstrap_repairs_drift(
     assert attrs["Attributes"]["VisibilityTimeout"] == str(settings.queue_visibility_timeout_s)
     assert "Policy" in attrs["Attributes"]
     assert bootstrap(settings, s3_client, sqs_client).changed == []
+
+
+class _Refusing:
+    """An S3 client that refuses some operations the way MinIO or an older endpoint does."""
+
+    def __init__(self, client: Any, refuse: set[str], create_with_lock: bool = True) -> None:
+        self._client = client
+        self._refuse = refuse
+        self._create_with_lock = create_with_lock
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if name in self._refuse:
+
+            def refuse(**_: Any) -> Any:
+                raise ClientError({"Error": {"Code": "NotImplemented", "Message": "not here"}}, name)
+
+            return refuse
+        if name == "create_bucket" and not self._create_with_lock:
+
+            def create(**kwargs: Any) -> Any:
+                if kwargs.get("ObjectLockEnabledForBucket"):
+                    raise ClientError({"Error": {"Code": "InvalidRequest", "Message": "no lock"}}, name)
+                return attribute(**kwargs)
+
+            return create
+        return attribute
+
+
+def test_refused_optional_features_are_named_warnings_and_errors_when_strict(
+    moto_endpoint: str, s3_client: Any, sqs_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = get_settings()
+    refusing = _Refusing(s3_client, {"put_public_access_block"}, create_with_lock=False)
+
+    with caplog.at_level("WARNING", logger="adapters.bootstrap"):
+        result = bootstrap(settings, refusing, sqs_client)  # type: ignore[arg-type]
+
+    pab = [w for w in result.warnings if w.startswith("public access block not applied")]
+    assert len(pab) == 3 and all("NotImplemented" in w for w in pab)
+    assert any(
+        w.startswith(f"object lock not applied to bucket {settings.intake_bucket}") for w in result.warnings
+    )
+    assert any("public access block not applied" in r.getMessage() for r in caplog.records)
+    # The rest still happened: the bucket exists (without lock) and the notification is configured.
+    assert s3_client.get_bucket_notification_configuration(Bucket=settings.intake_bucket)[
+        "QueueConfigurations"
+    ]
+    # Re-running over a bucket that lacks the lock reports it again rather than passing silently.
+    again = bootstrap(settings, s3_client, sqs_client)
+    assert any(
+        w.startswith(f"object lock not enabled on existing bucket {settings.intake_bucket}")
+        for w in again.warnings
+    )
+
+    with pytest.raises(BootstrapError, match="public access block"):
+        bootstrap(
+            settings,
+            _Refusing(s3_client, {"put_public_access_block", "get_public_access_block"}),
+            sqs_client,
+            strict=True,
+        )  # type: ignore[arg-type]
+
+
+def test_required_parts_refused_raise(moto_endpoint: str, s3_client: Any, sqs_client: Any) -> None:
+    with pytest.raises(BootstrapError, match="notifications"):
+        bootstrap(get_settings(), _Refusing(s3_client, {"put_bucket_notification_configuration"}), sqs_client)  # type: ignore[arg-type]
