@@ -1,0 +1,71 @@
+"""The intake writer (behind the Orthanc plugin): PHI-free keys, metadata, spool on S3 failure."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from adapters.intake_writer import IntakeWriter, orthanc_instance_id
+from adapters.research_access import allowed, basic_auth_user
+
+
+class FlakyS3:
+    def __init__(self) -> None:
+        self.down = False
+        self.objects: dict[str, tuple[bytes, dict[str, str]]] = {}
+
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes, ContentType: str, Metadata: dict[str, str],
+                   ) -> dict[str, Any]:
+        if self.down:
+            raise ConnectionError("endpoint unreachable")
+        self.objects[Key] = (Body, Metadata)
+        return {}
+
+
+def test_keys_carry_no_phi_and_metadata_carries_the_calling_aet(tmp_path: Path) -> None:
+    s3 = FlakyS3()
+    writer = IntakeWriter("tmi-intake", "incoming", tmp_path / "spool", client_factory=lambda: s3)
+    instance_id = orthanc_instance_id("PAT^ID", "1.2.3", "1.2.3.4", "1.2.3.4.5")
+    key = writer.write(instance_id, b"DICM", "DEMO_MODALITY ")
+    today = datetime.now(UTC)
+    assert key == f"incoming/{today:%Y/%m/%d}/{instance_id}.dcm"
+    assert "PAT" not in key
+    assert s3.objects[key] == (b"DICM", {"calling-aet": "DEMO_MODALITY"})
+
+
+def test_orthanc_instance_id_matches_orthancs_formula() -> None:
+    digest = hashlib.sha1(b"P|1|2|3", usedforsecurity=False).hexdigest()
+    assert orthanc_instance_id("P", "1", "2", "3") == "-".join(digest[i:i + 8] for i in range(0, 40, 8))
+
+
+def test_failed_puts_are_spooled_and_drained_later(tmp_path: Path) -> None:
+    s3 = FlakyS3()
+    writer = IntakeWriter("tmi-intake", "incoming/", tmp_path / "spool", client_factory=lambda: s3)
+    s3.down = True
+    key = writer.write("abc", b"DATA", "M1")
+    assert s3.objects == {}
+    assert writer.drain_spool() == 0  # still down: kept
+    assert len(list((tmp_path / "spool").iterdir())) == 2
+    s3.down = False
+    assert writer.drain_spool() == 1
+    assert s3.objects[key] == (b"DATA", {"calling-aet": "M1"})
+    assert list((tmp_path / "spool").iterdir()) == []
+
+
+def _basic(user: str) -> dict[str, str]:
+    return {"authorization": "Basic " + base64.b64encode(f"{user}:pw".encode()).decode()}
+
+
+def test_research_access_is_read_only_for_researchers() -> None:
+    writers = ["tmi-pipeline"]
+    assert basic_auth_user(_basic("researcher")) == "researcher"
+    assert allowed("GET", "/dicom-web/studies", _basic("researcher"), writers)
+    assert allowed("POST", "/tools/find", _basic("researcher"), writers)
+    assert not allowed("POST", "/instances", _basic("researcher"), writers)
+    assert not allowed("DELETE", "/studies/x", _basic("researcher"), writers)
+    assert not allowed("POST", "/dicom-web/studies", {}, writers)
+    assert allowed("POST", "/dicom-web/studies", _basic("tmi-pipeline"), writers)
+    assert allowed("DELETE", "/instances/x", _basic("tmi-pipeline"), writers)
