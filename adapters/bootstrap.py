@@ -328,7 +328,7 @@ def _error_code(exc: ClientError) -> str:
 class _Reconciler:
     """Applies a :class:`Plan`; keeps the change log and the warnings for :class:`BootstrapResult`."""
 
-    def __init__(self, s3: S3Client, sqs: SQSClient, *, strict: bool) -> None:
+    def __init__(self, s3: S3Client, sqs: SQSClient | None, *, strict: bool) -> None:
         self.s3 = s3
         self.sqs = sqs
         self.strict = strict
@@ -352,6 +352,8 @@ class _Reconciler:
 
     def ensure_queue(self, name: str, attributes: Mapping[str, str]) -> tuple[str, str]:
         """Create the queue or bring its attributes to ``attributes``; return (url, arn)."""
+        if self.sqs is None:
+            raise ConfigurationError(f"queue {name} needs an SQS client")
         try:
             url = self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
         except ClientError as exc:
@@ -656,12 +658,14 @@ def _arn_parts(arn: str) -> tuple[str, str, str]:
 def bootstrap(
     settings: Settings,
     s3_client: S3Client,
-    sqs_client: SQSClient,
+    sqs_client: SQSClient | None,
     *,
     principals: Principals | None = None,
     kms_key_arn: str | None = None,
     strict: bool = False,
     policies_dir: Path = POLICIES_DIR,
+    notification_target_arn: str | None = None,
+    account_id: str = LOCAL_ACCOUNT_ID,
 ) -> BootstrapResult:
     """Create or update TMI's buckets, queues, policies and notification from ``storage-policies/``.
 
@@ -670,29 +674,47 @@ def bootstrap(
     moto (account 123456789012), LocalStack (000000000000) and AWS. ``principals`` defaults to
     :meth:`Principals.for_account`; pass real role ARNs on AWS. See the module docstring for how refusals
     of optional features are reported.
+
+    MinIO has no SQS: pass ``sqs_client=None`` and ``notification_target_arn`` (e.g.
+    ``arn:minio:sqs::tmi:webhook``, a target configured on the server — see terraform/examples/minio); the
+    queues are skipped (their result fields are empty) and the intake notification points at the target
+    with the same events and filters. ``account_id`` then names the principals' account.
     """
     rec = _Reconciler(s3_client, sqs_client, strict=strict)
 
-    # The dead-letter queue first: its ARN tells us the account/region/partition everything else names.
-    draft = plan(settings, principals=principals, kms_key_arn=kms_key_arn, policies_dir=policies_dir)
-    dlq_url, dlq_arn = rec.ensure_queue(draft.queues["dlq"].name, draft.queues["dlq"].attributes)
-    partition, region, account_id = _arn_parts(dlq_arn)
-    desired = plan(
-        settings,
-        account_id=account_id,
-        region=region,
-        partition=partition,
-        principals=principals,
-        kms_key_arn=kms_key_arn,
-        policies_dir=policies_dir,
-    )
-    if desired.queues["dlq"].arn != dlq_arn:
-        raise BootstrapError(
-            f"dead-letter queue ARN {dlq_arn} differs from the expected {desired.queues['dlq'].arn}"
+    if sqs_client is None:
+        if not notification_target_arn:
+            raise ConfigurationError("without an SQS client, give notification_target_arn (MinIO target)")
+        desired = plan(
+            settings,
+            account_id=account_id,
+            principals=principals,
+            kms_key_arn=kms_key_arn,
+            policies_dir=policies_dir,
         )
-    queue_url, queue_arn = rec.ensure_queue(
-        desired.queues["intake"].name, desired.queues["intake"].attributes
-    )
+        region = settings.aws_region
+        dlq_url = dlq_arn = queue_url = queue_arn = ""
+    else:
+        # The dead-letter queue first: its ARN tells us the account/region/partition everything else names.
+        draft = plan(settings, principals=principals, kms_key_arn=kms_key_arn, policies_dir=policies_dir)
+        dlq_url, dlq_arn = rec.ensure_queue(draft.queues["dlq"].name, draft.queues["dlq"].attributes)
+        partition, region, found_account = _arn_parts(dlq_arn)
+        desired = plan(
+            settings,
+            account_id=found_account,
+            region=region,
+            partition=partition,
+            principals=principals,
+            kms_key_arn=kms_key_arn,
+            policies_dir=policies_dir,
+        )
+        if desired.queues["dlq"].arn != dlq_arn:
+            raise BootstrapError(
+                f"dead-letter queue ARN {dlq_arn} differs from the expected {desired.queues['dlq'].arn}"
+            )
+        queue_url, queue_arn = rec.ensure_queue(
+            desired.queues["intake"].name, desired.queues["intake"].attributes
+        )
 
     policies_evaluable = True
     try:
@@ -735,7 +757,15 @@ def bootstrap(
             rec.warnings.append(message)
         rec.optional("lifecycle", bucket.name, rec.ensure_lifecycle, bucket.name, bucket.lifecycle)
 
-    rec.ensure_notification(desired.notification_bucket, desired.notification)
+    notification = desired.notification
+    if notification_target_arn:
+        notification = {
+            **notification,
+            "QueueConfigurations": [
+                {**q, "QueueArn": notification_target_arn} for q in notification["QueueConfigurations"]
+            ],
+        }
+    rec.ensure_notification(desired.notification_bucket, notification)
 
     result = BootstrapResult(
         intake_bucket=settings.intake_bucket,
@@ -767,13 +797,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="fail instead of warning on refused features")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--kms-key-arn", default=None, help="use SSE-KMS with this key instead of SSE-S3")
+    parser.add_argument(
+        "--notification-target-arn",
+        default=None,
+        help="MinIO: notify this target (e.g. arn:minio:sqs::tmi:webhook) and create no SQS queues",
+    )
     for role in ("intake-writer", "pipeline", "researcher", "admin"):
         parser.add_argument(f"--{role}-principal-arn", default=None, help=f"ARN of the {role} principal")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     settings = get_settings()
-    s3, sqs = clients(settings)
+    s3, sqs_client = clients(settings)
+    sqs = None if args.notification_target_arn else sqs_client
     given = {
         "intake_writer": args.intake_writer_principal_arn,
         "pipeline": args.pipeline_principal_arn,
@@ -787,7 +823,13 @@ def main(argv: list[str] | None = None) -> int:
         principals = Principals(**given)
     try:
         result = bootstrap(
-            settings, s3, sqs, principals=principals, kms_key_arn=args.kms_key_arn, strict=args.strict
+            settings,
+            s3,
+            sqs,
+            principals=principals,
+            kms_key_arn=args.kms_key_arn,
+            strict=args.strict,
+            notification_target_arn=args.notification_target_arn,
         )
     except TmiError as exc:
         log.error("storage bootstrap failed: %s", exc)

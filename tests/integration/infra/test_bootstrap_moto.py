@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from adapters.bootstrap import BootstrapError, BootstrapResult, bootstrap, plan
+from tmi.errors import ConfigurationError
 from tmi.settings import get_settings
 
 pytestmark = pytest.mark.integration
@@ -240,3 +241,26 @@ def test_refused_optional_features_are_named_warnings_and_errors_when_strict(
 def test_required_parts_refused_raise(moto_endpoint: str, s3_client: Any, sqs_client: Any) -> None:
     with pytest.raises(BootstrapError, match="notifications"):
         bootstrap(get_settings(), _Refusing(s3_client, {"put_bucket_notification_configuration"}), sqs_client)  # type: ignore[arg-type]
+
+
+def test_minio_mode_notifies_a_target_arn_and_creates_no_queues(
+    moto_endpoint: str, s3_client: Any, sqs_client: Any
+) -> None:
+    settings = get_settings()
+    # moto only accepts AWS-shaped ARNs (MinIO's is arn:minio:sqs::tmi:webhook); the mechanism is the same.
+    target = "arn:aws:sqs:us-east-1:123456789012:external-webhook-target"
+
+    result = bootstrap(settings, s3_client, None, notification_target_arn=target)
+
+    assert (result.intake_queue_url, result.dlq_url) == ("", "")
+    assert sqs_client.list_queues().get("QueueUrls", []) == []
+    [config] = s3_client.get_bucket_notification_configuration(Bucket=settings.intake_bucket)[
+        "QueueConfigurations"
+    ]
+    assert config["QueueArn"] == target
+    assert config["Events"] == ["s3:ObjectCreated:*"]
+    rules = {r["Name"].lower(): r["Value"] for r in config["Filter"]["Key"]["FilterRules"]}
+    assert rules == {"prefix": settings.intake_prefix, "suffix": ".dcm"}
+    assert bootstrap(settings, s3_client, None, notification_target_arn=target).changed == []
+    with pytest.raises(ConfigurationError, match="notification_target_arn"):
+        bootstrap(settings, s3_client, None)
