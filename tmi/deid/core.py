@@ -497,7 +497,7 @@ def _phi(ds: Dataset, calling_aet: str | None, codec: str | None = None) -> Pati
     return PatientPHI(
         patient_id=_text(ds, "PatientID", codec),
         issuer=_text(ds, "IssuerOfPatientID", codec),
-        name=_text(ds, "PatientName", codec),
+        name=(_text(ds, "PatientName", codec) or "").rstrip("=") or None,
         birth_date=_text(ds, "PatientBirthDate", codec),
         sex=_text(ds, "PatientSex", codec),
         other_ids=tuple(other),

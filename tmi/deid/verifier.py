@@ -10,6 +10,7 @@ but the pixel data) in one pass. The same token set scrubs descriptors for the C
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -181,7 +182,7 @@ class TokenSet:
         kept: list[str] = []
         for value in values:
             token = value.strip()
-            if len(token) < min_length or token.upper() in legit_set:
+            if _weight(token) < min_length or token.upper() in legit_set:
                 continue
             if container_text and token.upper() in container_text:
                 continue
@@ -202,13 +203,18 @@ class TokenSet:
     def __bool__(self) -> bool:
         return bool(self.tokens)
 
+    def _whole(self, token: str) -> bool:
+        # Short Latin tokens match whole words only ("ANN" must not hit "SCANNER"); scripts without
+        # spaces between words (CJK) have no such boundary.
+        return token.isascii() and len(token) < self._whole_word_below
+
     def _byte_needles(self) -> list[tuple[bytes, bool]]:
         # Every token in every plausible encoding, ASCII-lowercased to match a lowercased haystack;
         # bytes.find is a C memmem, far faster than one big alternation regex over the header.
         if self._needles is None:
             seen: dict[bytes, bool] = {}
             for token in self.tokens:
-                whole = len(token) < self._whole_word_below
+                whole = self._whole(token)
                 for variant in {token, token.upper(), token.lower()}:
                     for encoded in _encodings_of(variant, self._encodings):
                         if encoded:
@@ -222,7 +228,7 @@ class TokenSet:
             parts = []
             for token in self.tokens:
                 esc = re.escape(token)
-                if len(token) < self._whole_word_below:
+                if self._whole(token):
                     esc = r"(?<![0-9A-Za-z])" + esc + r"(?![0-9A-Za-z])"
                 parts.append(esc)
             self._text_re = re.compile("|".join(parts), re.IGNORECASE)
@@ -276,10 +282,28 @@ class TokenSet:
 _ALNUM = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
+def _weight(token: str) -> int:
+    """Length for the minimum-length rule: wide (CJK) characters count twice, as they carry more."""
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in token)
+
+
+_ISO2022_RESETS = (b"\x1b(B", b"\x1b(J")
+
+
 def _encodings_of(text: str, encodings: list[str]) -> set[bytes]:
     out: set[bytes] = set()
     try:
-        out.add(encode_string(text, encodings))
+        encoded = encode_string(text, encodings)
+        out.add(encoded)
+        if encoded.startswith(b"\x1b"):
+            # ISO 2022: the token may be followed by more characters of the same set (no reset after
+            # it) or sit in the middle of a run (no designation before it either).
+            for reset in _ISO2022_RESETS:
+                if encoded.endswith(reset):
+                    out.add(encoded[: -len(reset)])
+                    inner = encoded[3 : -len(reset)]
+                    if len(inner) >= 4 and b"\x1b" not in inner:
+                        out.add(inner)
     except (UnicodeError, LookupError, ValueError):
         pass
     for codec in ("utf-8", "latin-1"):
