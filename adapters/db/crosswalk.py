@@ -134,7 +134,7 @@ class CrosswalkService:
                 ) -> CrosswalkService:
         """Open a pool on ``dsn`` (nothing connects before this call) and return the service."""
         pool: ConnectionPool[Any] = ConnectionPool(dsn, min_size=min_size, max_size=max_size, open=False,
-                                                   name="tmi-crosswalk")
+                                                   name="tmi-crosswalk", kwargs={"autocommit": True})
         pool.open(wait=True, timeout=30)
         return cls(pool, rules)
 
@@ -148,10 +148,22 @@ class CrosswalkService:
         self.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[Conn]:
-        """One transaction; connection-level failures become :class:`RetryableError`."""
+    def _conn(self) -> Iterator[Conn]:
+        """A pooled connection in autocommit mode (single statements commit by themselves);
+        connection-level failures become :class:`RetryableError`."""
         try:
             with self._pool.connection() as conn:
+                if not conn.autocommit:  # a pool handed in by the caller
+                    conn.autocommit = True
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise RetryableError(f"crosswalk database unavailable: {type(exc).__name__}") from exc
+
+    @contextmanager
+    def _tx(self) -> Iterator[Conn]:
+        """One transaction on a pooled connection."""
+        try:
+            with self._conn() as conn, conn.transaction():
                 yield conn
         except psycopg.OperationalError as exc:
             raise RetryableError(f"crosswalk database unavailable: {type(exc).__name__}") from exc
@@ -182,25 +194,29 @@ class CrosswalkService:
         statement inserting identity, link and audit row.
         """
         fingerprint = raw_fingerprint(phi)
-        with self._tx() as conn:
+        with self._conn() as conn:
+            # Autocommit: the lookup and its audit row commit as one statement, one round trip.
             found = self._by_fingerprint(conn, fingerprint, actor, source)
             if found is not None:
                 return found
             norm = normalize_phi(phi, self.rules.clinic_key_fields)
-            self._lock_for(conn, norm, fingerprint)
             persons: dict[str, tuple[str, str]] = {}
-            if norm.match_key is None:
-                found = self._by_fingerprint(conn, fingerprint, actor, source)  # a racing twin won
-                same_key: list[Candidate] = []
-            else:
-                same_key, raced = self._same_key_candidates(conn, norm, fingerprint, persons)
-                found = self._by_fingerprint(conn, fingerprint, actor, source) if raced else None
-            if found is not None:
-                return found
-            decision = decide(norm, same_key, (), self.rules)
-            if decision.action != "link" or self.rules.possible_same_person == "link_and_flag":
-                decision = decide(norm, same_key, self._other_candidates(conn, norm, persons), self.rules)
-            return self._persist_resolution(conn, phi, norm, fingerprint, decision, source, actor, persons)
+            with conn.transaction():
+                with conn.pipeline():  # BEGIN, the lock(s) and the candidate query in one round trip
+                    self._lock_for(conn, norm, fingerprint)
+                    if norm.match_key is None:
+                        found = self._by_fingerprint(conn, fingerprint, actor, source)  # a racing twin won
+                        same_key: list[Candidate] = []
+                    else:
+                        same_key, raced = self._same_key_candidates(conn, norm, fingerprint, persons)
+                        found = self._by_fingerprint(conn, fingerprint, actor, source) if raced else None
+                if found is not None:
+                    return found
+                decision = decide(norm, same_key, (), self.rules)
+                if decision.action != "link" or self.rules.possible_same_person == "link_and_flag":
+                    decision = decide(norm, same_key, self._other_candidates(conn, norm, persons), self.rules)
+                return self._persist_resolution(conn, phi, norm, fingerprint, decision, source, actor,
+                                                persons)
 
     def _by_fingerprint(self, conn: Conn, fingerprint: str, actor: Actor, source: str | None,
                         ) -> Resolution | None:
