@@ -1,4 +1,4 @@
-"""Character sets: Latin-1, UTF-8, ISO 2022 (Japanese, Korean), other single-byte sets, PN component groups."""
+"""Character sets: Latin-1, UTF-8, ISO 2022 (Japanese, Korean), single-byte sets, PN component groups."""
 
 from __future__ import annotations
 

@@ -1,0 +1,98 @@
+"""``tmi deid`` on a folder tree whose names carry PHI: layout, report, exit code, key file."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from adapters.cli import main
+from tests.unit.deid.helpers import Person, base_dataset, to_file
+
+PHI_DIR = "Zebulonsky Quixotea 19710423 PID778899"
+
+
+def _tree(root: Path) -> None:
+    folder = root / PHI_DIR / "CT thorax"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        (folder / f"Zebulonsky_{i}.dcm").write_bytes(to_file(base_dataset(index=i + 1)))
+    burned = base_dataset(index=9)
+    burned.BurnedInAnnotation = "YES"
+    (folder / "Zebulonsky_burned.dcm").write_bytes(to_file(burned))
+    (root / PHI_DIR / "notes.txt").write_text("not dicom")
+    (root / PHI_DIR / "empty.dcm").write_bytes(b"")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_cli_folder_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: str) -> None:
+    monkeypatch.setenv("TMI_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.delenv("TMI_DEID_KEY", raising=False)
+    monkeypatch.delenv("TMI_DEID_KEY_FILE", raising=False)
+    src, dst, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.json"
+    _tree(src)
+    code = main(["deid", str(src), str(dst), "--report", str(report), "--workers", workers])
+    assert code == 0
+
+    key_file = tmp_path / "run" / "deid.key"
+    assert key_file.exists() and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+    written = sorted(p for p in dst.rglob("*") if p.is_file())
+    assert len(written) == 3
+    person = Person()
+    for path in written:
+        rel = path.relative_to(dst)
+        pseudonym, study, series, name = rel.parts
+        assert pseudonym.startswith("TMI-") and study.startswith("2.25.") and series.startswith("2.25.")
+        assert name.startswith("2.25.") and name.endswith(".dcm")
+        assert "Zebulonsky" not in str(rel) and "19710423" not in str(rel)
+        data = path.read_bytes()
+        assert person.family.encode() not in data and person.patient_id.encode() not in data
+        assert pydicom.dcmread(path).SOPInstanceUID == name[: -len(".dcm")]
+    assert not any(p.name.startswith(".tmi-partial") for p in dst.rglob("*"))
+
+    doc = json.loads(report.read_text())
+    assert doc["totals"]["inputs"] == 6
+    assert (
+        doc["totals"]["written"] == 3 and doc["totals"]["quarantined"] == 3 and doc["totals"]["errors"] == 0
+    )
+    assert doc["totals"]["by_reason"] == {
+        "dicom.empty": 1,
+        "dicom.unparseable": 1,
+        "pixels.burned_in_annotation": 1,
+    }
+    by_input = {Path(e["input"]).name: e for e in doc["inputs"]}
+    assert by_input["Zebulonsky_burned.dcm"]["reason"] == "pixels.burned_in_annotation"
+    assert by_input["Zebulonsky_0.dcm"]["outcome"] == "written"
+    assert (dst / by_input["Zebulonsky_0.dcm"]["output"]).exists()
+
+    # Same key again: same names (deterministic), and the key is reused, not recreated.
+    before = key_file.read_text()
+    assert main(["deid", str(src), str(tmp_path / "again"), "--workers", workers]) == 0
+    assert key_file.read_text() == before
+    again = sorted(str(p.relative_to(tmp_path / "again")) for p in (tmp_path / "again").rglob("*.dcm"))
+    assert again == sorted(str(p.relative_to(dst)) for p in written)
+
+
+def test_cli_key_file_and_single_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TMI_DEID_KEY", raising=False)
+    monkeypatch.delenv("TMI_DEID_KEY_FILE", raising=False)
+    key = tmp_path / "k.key"
+    key.write_text("00" * 32)
+    os.chmod(key, 0o600)
+    src = tmp_path / "one.dcm"
+    src.write_bytes(to_file(base_dataset()))
+    assert main(["deid", str(src), str(tmp_path / "o"), "--key-file", str(key), "--profile", "basic"]) == 0
+    (out,) = list((tmp_path / "o").rglob("*.dcm"))
+    assert pydicom.dcmread(out).DeidentificationMethod.startswith("TMI basic")
+
+
+def test_cli_bad_profile_is_a_usage_error(tmp_path: Path) -> None:
+    src = tmp_path / "one.dcm"
+    src.write_bytes(to_file(base_dataset()))
+    assert main(["deid", str(src), str(tmp_path / "o"), "--profile", "no-such-profile"]) == 2
+    assert main(["deid", str(tmp_path / "missing"), str(tmp_path / "o")]) == 2
