@@ -53,15 +53,15 @@ resource "minio_s3_bucket_object_lock_configuration" "this" {
   object_lock_enabled = "Enabled"
   rule {
     default_retention {
-      mode = each.value.Rule.DefaultRetention.Mode
-      days = lookup(each.value.Rule.DefaultRetention, "Days", null)
+      mode = jsondecode(each.value).Rule.DefaultRetention.Mode
+      days = lookup(jsondecode(each.value).Rule.DefaultRetention, "Days", null)
     }
   }
   depends_on = [minio_s3_bucket_versioning.this]
 }
 
 resource "minio_s3_bucket_server_side_encryption" "this" {
-  for_each = var.kes_key_name == null ? {} : module.policies.buckets
+  for_each = { for role, b in module.policies.buckets : role => b if var.kes_key_name != null }
 
   bucket          = minio_s3_bucket.this[each.key].bucket
   encryption_type = "aws:kms"
@@ -76,7 +76,7 @@ resource "minio_ilm_policy" "this" {
   dynamic "rule" {
     # Abort-only rules are not persisted by MinIO (it cleans stale multipart uploads itself).
     for_each = [
-      for r in each.value : r
+      for r in jsondecode(each.value) : r
       if length(setintersection(keys(r), ["Expiration", "NoncurrentVersionExpiration", "Transitions"])) > 0
     ]
     content {

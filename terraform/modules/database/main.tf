@@ -24,9 +24,11 @@ resource "aws_db_instance" "this" {
 }
 
 locals {
-  rds_url = var.create_rds ? format(
-    "postgresql://%s:%s@%s/%s?sslmode=require",
-    var.master_username, urlencode(coalesce(var.master_password, "")),
-    aws_db_instance.this[0].endpoint, "tmi"
-  ) : null
+  # A for over the (0 or 1) instances, so nothing indexes a missing instance when create_rds is false.
+  rds_url = one([
+    for db in aws_db_instance.this : format(
+      "postgresql://%s:%s@%s/tmi?sslmode=require",
+      var.master_username, urlencode(var.master_password == null ? "" : var.master_password), db.endpoint
+    )
+  ])
 }

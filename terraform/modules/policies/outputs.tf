@@ -20,13 +20,14 @@ output "bucket_policies" {
 }
 
 output "lifecycle_rules" {
-  description = "Lifecycle rules per bucket role, in the S3 API shape (ID, Status, Filter, Expiration, ...)."
-  value       = { for role, doc in local.lifecycles : role => doc.Rules }
+  description = "Lifecycle rules (JSON list, S3 API shape: ID, Status, Filter, Expiration, ...) per bucket role."
+  # JSON strings: the rule lists differ in shape between buckets, which a for_each map cannot hold.
+  value = { for role, doc in local.lifecycles : role => jsonencode(doc.Rules) }
 }
 
 output "object_lock" {
-  description = "Object lock configuration per bucket role that has one (S3 API shape)."
-  value       = local.object_locks
+  description = "Object lock configuration (JSON, S3 API shape) per bucket role that has one."
+  value       = { for role, doc in local.object_locks : role => jsonencode(doc) }
 }
 
 output "encryption" {

@@ -36,9 +36,9 @@ resource "aws_s3_bucket_object_lock_configuration" "this" {
   bucket = aws_s3_bucket.this[each.key].id
   rule {
     default_retention {
-      mode  = each.value.Rule.DefaultRetention.Mode
-      days  = lookup(each.value.Rule.DefaultRetention, "Days", null)
-      years = lookup(each.value.Rule.DefaultRetention, "Years", null)
+      mode  = jsondecode(each.value).Rule.DefaultRetention.Mode
+      days  = lookup(jsondecode(each.value).Rule.DefaultRetention, "Days", null)
+      years = lookup(jsondecode(each.value).Rule.DefaultRetention, "Years", null)
     }
   }
   depends_on = [aws_s3_bucket_versioning.this]
@@ -72,7 +72,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
   bucket = aws_s3_bucket.this[each.key].id
 
   dynamic "rule" {
-    for_each = each.value
+    for_each = jsondecode(each.value)
     content {
       id     = rule.value.ID
       status = rule.value.Status

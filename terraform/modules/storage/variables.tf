@@ -13,13 +13,13 @@ variable "bucket_policies" {
 }
 
 variable "lifecycle_rules" {
-  description = "Lifecycle rules per bucket role in the S3 API shape (module.policies.lifecycle_rules)."
-  type        = any
+  description = "Lifecycle rules as a JSON list (S3 API shape) per bucket role (module.policies.lifecycle_rules)."
+  type        = map(string)
 }
 
 variable "object_lock" {
-  description = "Object lock configuration per bucket role that has one, S3 API shape (module.policies.object_lock)."
-  type        = any
+  description = "Object lock configuration as JSON (S3 API shape) per bucket role that has one (module.policies.object_lock)."
+  type        = map(string)
 }
 
 variable "encryption" {
