@@ -94,7 +94,7 @@ resource "minio_ilm_policy" "this" {
 
       dynamic "transition" {
         # A transition needs a configured tier; STANDARD_IA and friends do not exist on MinIO.
-        for_each = var.transition_tier == null ? [] : lookup(rule.value, "Transitions", [])
+        for_each = [for t in lookup(rule.value, "Transitions", []) : t if var.transition_tier != null]
         content {
           days          = "${transition.value.Days}d"
           storage_class = var.transition_tier
