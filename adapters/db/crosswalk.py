@@ -278,11 +278,11 @@ class CrosswalkService:
         other_key = "(s.clinic_key IS DISTINCT FROM %s OR s.patient_id_norm IS DISTINCT FROM %s)"
         key = norm.match_key or (None, None)
         by_name = (_CANDIDATE_SELECT + _CANDIDATE_FROM + "WHERE s.name_key = %s AND " + other_key + " AND "
-                   + _NOT_SUPERSEDED + " ORDER BY s.id LIMIT %s")
+                   + _NOT_SUPERSEDED + " LIMIT %s")
         query, params = "(" + by_name + ")", [norm.name.key, *key, limit]
         if norm.birth_date:
             by_birth = (_CANDIDATE_SELECT + _CANDIDATE_FROM + "WHERE s.birth_date_norm = %s AND " + other_key
-                        + " AND " + _NOT_SUPERSEDED + " ORDER BY s.id LIMIT %s")
+                        + " AND " + _NOT_SUPERSEDED + " LIMIT %s")
             query += " UNION ALL (" + by_birth + ")"
             params += [norm.birth_date, *key, limit * 4]
         with conn.cursor(row_factory=dict_row) as cur:
