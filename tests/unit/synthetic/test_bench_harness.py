@@ -81,3 +81,22 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert report["machine"]["cores"] and report["machine"]["cpu"]
     assert any(c["tool"] == "tmi-api" for c in report["targets"])
     assert "| pydicom-loop |" in (out / "deid-quick.md").read_text()
+
+
+def test_subset_comparisons_use_time_per_instance(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        (src / f"{i:02d}.dcm").write_bytes(b"x" * 1000)
+    subset = bench.make_subset(src, tmp_path / "sub", 2)
+    assert subset.files == 2 and sorted(p.name for p in subset.path.iterdir()) == ["00.dcm", "01.dcm"]
+    assert (subset.path / "00.dcm").stat().st_ino == (src / "00.dcm").stat().st_ino  # linked, not copied
+    small = {
+        "pydicom-loop": {"ok": True, "files": 2000, "median_s": 20.0},
+        "tmi-cli-w1": {"ok": True, "files": 2000, "median_s": 40.0},  # 20 ms per instance
+        "dicognito": {"ok": True, "files": 500, "median_s": 15.0},  # 30 ms per instance
+    }
+    checks = {c["check"]: c for c in bench.targets({"small": {"tools": small}})}
+    versus = checks["small: `tmi deid --workers 1` faster than dicognito"]
+    assert versus["ratio"] == pytest.approx(2 / 3, abs=1e-3) and versus["met"] is True
+    assert "500" in versus["per_instance"]
