@@ -20,7 +20,8 @@ from botocore.config import Config
 from adapters.bootstrap import BootstrapResult, bootstrap, plan
 from tmi.settings import get_settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.localstack]
+# The first test to use LocalStack on a fresh machine also installs its venv (a few minutes).
+pytestmark = [pytest.mark.integration, pytest.mark.localstack, pytest.mark.timeout(1200)]
 
 
 def test_bootstrap_applies_every_policy_and_is_idempotent(
