@@ -122,6 +122,8 @@ def test_intake_is_written_only_by_the_intake_writer_and_read_only_by_the_pipeli
     assert not _can(desired, WHO.intake_writer, "s3:PutObject", "intake", "elsewhere/x.dcm")
     assert not _can(desired, WHO.intake_writer, "s3:GetObject", "intake", incoming)
     assert _can(desired, WHO.pipeline, "s3:GetObject", "intake", incoming)
+    assert _can(desired, WHO.pipeline, "s3:GetObjectVersion", "intake", incoming)  # quarantine copies a version
+    assert _can(desired, WHO.pipeline, "s3:ListBucket", "intake", None)  # the reconciler lists intake
     for who in (WHO.pipeline, WHO.researcher, WHO.admin):
         assert not _can(desired, who, "s3:PutObject", "intake", incoming)
     for who in (WHO.researcher, WHO.admin, WHO.intake_writer):
@@ -135,6 +137,7 @@ def test_research_is_read_by_researchers_and_written_only_by_the_pipeline(desire
     assert _can(desired, WHO.researcher, "s3:ListBucket", "research", None)
     assert _can(desired, WHO.pipeline, "s3:PutObject", "research", key)
     assert _can(desired, WHO.pipeline, "s3:DeleteObject", "research", key)
+    assert _can(desired, WHO.pipeline, "s3:AbortMultipartUpload", "research", key)  # upload_file over 64 MB
     for who in (WHO.researcher, WHO.admin, WHO.intake_writer):
         assert not _can(desired, who, "s3:PutObject", "research", key)
         assert not _can(desired, who, "s3:DeleteObject", "research", key)
