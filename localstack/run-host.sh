@@ -8,7 +8,8 @@
 #
 # Why these settings (see ../shared/PLATFORM-NOTES.md): LocalStack 2026.3 needs Python 3.13 and a few pins;
 # OVERRIDE_IN_DOCKER=0 keeps it from writing to /etc and /var/lib; GATEWAY_SERVER=hypercorn honours
-# GATEWAY_LISTEN=127.0.0.1:N (the default server binds 0.0.0.0); S3_SKIP_SIGNATURE_VALIDATION=0 makes
+# GATEWAY_LISTEN=127.0.0.1:N (the default server binds 0.0.0.0); DNS_ADDRESS=0 keeps its DNS server (port 53,
+# all interfaces) off; S3_SKIP_SIGNATURE_VALIDATION=0 makes
 # tampered/expired presigned URLs fail with 403 as on AWS. Everything it writes stays under the state dir.
 #
 # Environment: LOCALSTACK_VENV (default <repo>/.run/localstack-venv), LOCALSTACK_PYTHON (a python3.13),
@@ -103,7 +104,7 @@ cmd_start() {
         export OVERRIDE_IN_DOCKER=0 GATEWAY_LISTEN="127.0.0.1:$PORT" GATEWAY_SERVER=hypercorn \
             LOCALSTACK_HOST="127.0.0.1:$PORT" SERVICES=s3,sqs S3_SKIP_SIGNATURE_VALIDATION=0 \
             SQS_ENDPOINT_STRATEGY=path FILESYSTEM_ROOT="$STATE_DIR/fs" TMPDIR="$STATE_DIR/tmp" \
-            DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 PERSISTENCE=0
+            DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 PERSISTENCE=0 DNS_ADDRESS=0
         exec setsid "$VENV/bin/python" -m localstack.runtime.main >"$log" 2>&1 </dev/null
     ) &
     echo $! >"$pidfile"

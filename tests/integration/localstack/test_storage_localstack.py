@@ -147,24 +147,72 @@ def test_container_init_hook_applies_the_same_bootstrap(
     assert {f"hook-intake-{suffix}", f"hook-research-{suffix}", f"hook-quarantine-{suffix}"} <= names
 
 
-def _listeners(port: int) -> list[str]:
-    """Local addresses (hex, as in /proc/net/tcp*) listening on ``port``."""
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as handle:
+def _socket_table() -> dict[str, tuple[str, str, int, str]]:
+    """inode → (table, local address hex, port, state) for every TCP/UDP socket on this host."""
+    table: dict[str, tuple[str, str, int, str]] = {}
+    for name in ("tcp", "tcp6", "udp", "udp6"):
+        with open(f"/proc/net/{name}") as handle:
             next(handle)
             for line in handle:
                 fields = line.split()
                 address, port_hex = fields[1].rsplit(":", 1)
-                if int(port_hex, 16) == port and fields[3] == "0A":  # 0A: LISTEN
-                    found.append(address)
-    return found
+                table[fields[9]] = (name, address, int(port_hex, 16), fields[3])
+    return table
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    members.append(int(entry.name))
+            except ProcessLookupError:
+                continue
+    return members
+
+
+LOOPBACK = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1 as /proc/net prints them
 
 
 def test_launcher_binds_loopback_only_and_writes_nothing_system_wide(localstack_server: str) -> None:
-
     port = urlparse(localstack_server).port
-    assert port is not None
-    assert _listeners(port) == ["0100007F"], "LocalStack must listen on 127.0.0.1 only"
+    sockets = _socket_table()
+    [gateway_inode] = [i for i, (_, _, p, state) in sockets.items() if p == port and state == "0A"]
+    [owner] = [
+        int(pid.name)
+        for pid in Path("/proc").iterdir()
+        if pid.name.isdigit() and gateway_inode in _safe_inodes(int(pid.name))
+    ]
+    assert sockets[gateway_inode][1] == "0100007F", "the gateway must listen on 127.0.0.1"
+    # Every listening TCP socket and every bound UDP socket of LocalStack's process group is on loopback
+    # (its DNS server, for one, would listen on all interfaces if it were not switched off).
+    for pid in _group_members(os.getpgid(owner)):
+        for inode in _safe_inodes(pid):
+            if inode in sockets:
+                kind, address, bound_port, state = sockets[inode]
+                # UDP: servers (DNS on 53) use low ports; ephemeral client sockets are not listeners.
+                listening = state == "0A" if kind.startswith("tcp") else 0 < bound_port < 1024
+                if listening:
+                    assert address in LOOPBACK, f"pid {pid} listens on {kind} {address}:{bound_port}"
     assert not Path("/etc/localstack").exists()
     assert not Path("/var/lib/localstack").exists()
+
+
+def _safe_inodes(pid: int) -> set[str]:
+    try:
+        return _socket_inodes(pid)
+    except (FileNotFoundError, PermissionError, ProcessLookupError):
+        return set()
