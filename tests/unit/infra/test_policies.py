@@ -122,7 +122,9 @@ def test_intake_is_written_only_by_the_intake_writer_and_read_only_by_the_pipeli
     assert not _can(desired, WHO.intake_writer, "s3:PutObject", "intake", "elsewhere/x.dcm")
     assert not _can(desired, WHO.intake_writer, "s3:GetObject", "intake", incoming)
     assert _can(desired, WHO.pipeline, "s3:GetObject", "intake", incoming)
-    assert _can(desired, WHO.pipeline, "s3:GetObjectVersion", "intake", incoming)  # quarantine copies a version
+    assert _can(
+        desired, WHO.pipeline, "s3:GetObjectVersion", "intake", incoming
+    )  # quarantine copies a version
     assert _can(desired, WHO.pipeline, "s3:ListBucket", "intake", None)  # the reconciler lists intake
     for who in (WHO.pipeline, WHO.researcher, WHO.admin):
         assert not _can(desired, who, "s3:PutObject", "intake", incoming)

@@ -63,3 +63,68 @@ def test_provider_free_modules_validate(tmp_path: Path) -> None:
         done = run_terraform(["validate", "-no-color"], module, data_dir)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "The configuration is valid" in done.stdout
+
+
+# ---- a provider-free "validate": names referenced across variables, locals, modules and outputs resolve
+
+META_ARGUMENTS = {"source", "version", "providers", "depends_on", "count", "for_each", "__comments__"}
+
+
+def _tf_dirs() -> list[Path]:
+    return [MODULES / n for n in MODULE_NAMES] + [EXAMPLES / n for n in EXAMPLE_NAMES]
+
+
+def _declared(directory: Path) -> tuple[dict[str, dict[str, object]], set[str], dict[str, dict[str, object]]]:
+    variables: dict[str, dict[str, object]] = {}
+    local_names: set[str] = set()
+    module_calls: dict[str, dict[str, object]] = {}
+    for path in sorted(directory.glob("*.tf")):
+        document = load_hcl(path)
+        variables.update(blocks(document, "variable"))
+        local_names.update(blocks(document, "locals"))
+        module_calls.update(blocks(document, "module"))
+    return variables, local_names, module_calls
+
+
+def _code(directory: Path) -> str:
+    import re
+
+    text = "\n".join(p.read_text() for p in sorted(directory.glob("*.tf")))
+    return re.sub(r"(?m)^\s*#.*$", "", text)  # comments may mention names freely
+
+
+@pytest.mark.parametrize("directory", _tf_dirs(), ids=lambda d: f"{d.parent.name}/{d.name}")
+def test_every_var_and_local_reference_is_declared(directory: Path) -> None:
+    import re
+
+    variables, local_names, _ = _declared(directory)
+    code = _code(directory)
+    for name in set(re.findall(r"\bvar\.(\w+)", code)):
+        assert name in variables, f"{directory.name}: var.{name} is not declared"
+    for name in set(re.findall(r"\blocal\.(\w+)", code)):
+        assert name in local_names, f"{directory.name}: local.{name} is not declared"
+    unused = {v for v in variables if f"var.{v}" not in code}
+    assert unused == set(), f"{directory.name}: variables never used: {unused}"
+
+
+@pytest.mark.parametrize("example", EXAMPLE_NAMES)
+def test_module_calls_match_the_called_modules(example: str) -> None:
+    import re
+
+    directory = EXAMPLES / example
+    _, _, calls = _declared(directory)
+    assert calls, example
+    outputs_of: dict[str, set[str]] = {}
+    for call_name, body in calls.items():
+        source = (directory / str(body["source"])).resolve()
+        module_variables, _, _ = _declared(source)
+        given = set(body) - META_ARGUMENTS
+        assert given <= set(module_variables), (
+            f"{example}.{call_name}: unknown inputs {given - set(module_variables)}"
+        )
+        required = {v for v, spec in module_variables.items() if "default" not in spec}
+        assert required <= given, f"{example}.{call_name}: missing required inputs {required - given}"
+        outputs_of[call_name] = set(blocks(load_hcl(source / "outputs.tf"), "output"))
+    for call_name, output in set(re.findall(r"\bmodule\.(\w+)\.(\w+)", _code(directory))):
+        assert call_name in outputs_of, f"{example}: module.{call_name} is not called"
+        assert output in outputs_of[call_name], f"{example}: module.{call_name} has no output {output}"
