@@ -117,6 +117,15 @@ def seed_crosswalk(dsn: str) -> list[Any]:
         typo = PHI_PEOPLE[0]
         service.resolve(PatientPHI(patient_id=typo[3], issuer=typo[4], name="Doe^Jnae^Quincy", birth_date=typo[1],
                                    sex=typo[2]), source="test")
+        for n, res in enumerate(resolutions):  # one study each, matching seed_catalog's research UIDs
+            study = f"2.25.{1000 + n}"
+            for i in range(4):
+                service.record_instance(
+                    person_id=res.person_id, identity_id=res.identity_id, original_study_uid=f"1.2.840.99.{n}",
+                    anon_study_uid=study, original_series_uid=f"1.2.840.99.{n}.1", anon_series_uid=f"{study}.1",
+                    original_sop_uid=f"1.2.840.99.{n}.1.{i}", anon_sop_uid=f"{study}.1.{i}", accession=f"ACC{n}",
+                    study_date=f"2024{1 + n:02d}15", modality="MG",
+                    research_key=f"{res.pseudonym}/{study}/{study}.1/{study}.1.{i}.dcm", state="published")
     return resolutions
 
 

@@ -82,3 +82,20 @@ def test_merge_split_correct_and_audit_query(gateway: Gateway) -> None:
     by_action = {r["action"]: r for r in rows}
     for action in ("crosswalk.merge", "crosswalk.split", "crosswalk.correct_phi", "crosswalk.audit.query"):
         assert by_action[action]["actor"].startswith("token:") and by_action[action]["role"] == "admin"
+
+
+def test_orthanc_links_redirect_to_both_explorers(gateway: Gateway) -> None:
+    from gateway.orthanc_links import orthanc_id
+
+    h = gateway.auth(gateway.admin)
+    person = gateway.persons[1]
+    page = gateway.client.get(f"/admin/persons/{person.person_id}", headers=h).json()
+    (study,) = page["detail"]["studies"]
+    (links,) = page["links"]
+    assert links["research"].endswith(orthanc_id(person.pseudonym, study["anon_study_uid"]))
+    gateway.client.post("/login", data={"token": gateway.admin})
+    intake = gateway.client.get(links["intake"], follow_redirects=False)
+    assert intake.status_code == 303
+    assert intake.headers["location"].endswith(orthanc_id(PHI_PEOPLE[1][3], study["original_study_uid"]))
+    assert PHI_PEOPLE[1][3] not in links["intake"]  # the page link carries a surrogate id only
+    assert gateway.audit_rows("gateway.orthanc.intake.open")[-1]["target_id"] == str(study["id"])
