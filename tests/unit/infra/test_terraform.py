@@ -128,3 +128,22 @@ def test_module_calls_match_the_called_modules(example: str) -> None:
     for call_name, output in set(re.findall(r"\bmodule\.(\w+)\.(\w+)", _code(directory))):
         assert call_name in outputs_of, f"{example}: module.{call_name} is not called"
         assert output in outputs_of[call_name], f"{example}: module.{call_name} has no output {output}"
+
+
+@pytest.mark.parametrize("directory", _tf_dirs(), ids=lambda d: f"{d.parent.name}/{d.name}")
+def test_every_resource_and_data_reference_is_declared(directory: Path) -> None:
+    import re
+
+    declared_resources: set[tuple[str, str]] = set()
+    declared_data: set[tuple[str, str]] = set()
+    for path in directory.glob("*.tf"):
+        document = load_hcl(path)
+        for kind, target in (("resource", declared_resources), ("data", declared_data)):
+            for item in document.get(kind, []):
+                for rtype, named in item.items():
+                    target.update((rtype, name) for name in named)
+    code = _code(directory)
+    for rtype, name in set(re.findall(r"\bdata\.((?:aws|minio)_[a-z0-9_]+)\.([a-z0-9_]+)", code)):
+        assert (rtype, name) in declared_data, f"{directory.name}: data.{rtype}.{name} is not declared"
+    for rtype, name in set(re.findall(r"(?<![\w.])((?:aws|minio)_[a-z0-9_]+)\.([a-z0-9_]+)", code)):
+        assert (rtype, name) in declared_resources, f"{directory.name}: {rtype}.{name} is not declared"
