@@ -44,11 +44,31 @@ RESULTS = Path(__file__).with_name("results") / "gateway.json"
 VIEWS = (("CC", "L"), ("MLO", "L"), ("CC", "R"), ("MLO", "R"))
 ETHNIC = ("2106-3", "2054-5", "2028-9", "2076-8", "2186-5", "2131-1", "2106-3", "2054-5", "2186-5")
 MANIFEST_GROUP = "2135-2"  # every 10th study: 25,000 studies x 4 = 100,000 instances
-MAKERS = (("HOLOGIC", "Selenia Dimensions"), ("GE", "Senographe Pristina"), ("SIEMENS", "Mammomat Revelation"),
-          ("FUJIFILM", "Amulet Innovality"))
-COLUMNS = ("sop_instance_uid", "series_instance_uid", "study_instance_uid", "pseudonym", "sex", "age_years",
-           "ethnic_group", "modality", "body_part", "view_position", "laterality", "study_date", "manufacturer",
-           "model", "bucket_key", "size_bytes", "sha256")
+MAKERS = (
+    ("HOLOGIC", "Selenia Dimensions"),
+    ("GE", "Senographe Pristina"),
+    ("SIEMENS", "Mammomat Revelation"),
+    ("FUJIFILM", "Amulet Innovality"),
+)
+COLUMNS = (
+    "sop_instance_uid",
+    "series_instance_uid",
+    "study_instance_uid",
+    "pseudonym",
+    "sex",
+    "age_years",
+    "ethnic_group",
+    "modality",
+    "body_part",
+    "view_position",
+    "laterality",
+    "study_date",
+    "manufacturer",
+    "model",
+    "bucket_key",
+    "size_bytes",
+    "sha256",
+)
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -72,7 +92,10 @@ def load_catalog(dsn: str, studies: int, patients: int, seed: int = 7) -> dict[s
     start = time.perf_counter()
     base = date(2010, 1, 1)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        with conn.cursor() as cur, cur.copy(f"COPY research_instance ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy(f"COPY research_instance ({', '.join(COLUMNS)}) FROM STDIN") as copy,
+        ):
             buffer = io.StringIO()
             for s in range(studies):
                 patient = rng.randrange(patients)
@@ -89,9 +112,11 @@ def load_catalog(dsn: str, studies: int, patients: int, seed: int = 7) -> dict[s
                     sop = f"{series}.{i}"
                     size = 20_000_000 + rng.randrange(40_000_000)
                     digest = f"{rng.getrandbits(256):064x}"
-                    buffer.write(f"{sop}\t{series}\t{study}\t{pseudonym}\t{sex}\t{age}\t{ethnic}\t{modality}\tBREAST\t"
-                                 f"{view}\t{lat}\t{day}\t{maker}\t{model}\t{pseudonym}/{study}/{series}/{sop}.dcm\t"
-                                 f"{size}\t{digest}\n")
+                    buffer.write(
+                        f"{sop}\t{series}\t{study}\t{pseudonym}\t{sex}\t{age}\t{ethnic}\t{modality}\tBREAST\t"
+                        f"{view}\t{lat}\t{day}\t{maker}\t{model}\t{pseudonym}/{study}/{series}/{sop}.dcm\t"
+                        f"{size}\t{digest}\n"
+                    )
                 if s % 5000 == 4999:
                     copy.write(buffer.getvalue())
                     buffer = io.StringIO()
@@ -102,8 +127,11 @@ def load_catalog(dsn: str, studies: int, patients: int, seed: int = 7) -> dict[s
         conn.execute("VACUUM ANALYZE research_instance")
         conn.execute("VACUUM ANALYZE research_study")
     assert aggregated == studies
-    return {"copy_s": loaded - start, "aggregate_s": aggregate_done - loaded,
-            "total_load_s": time.perf_counter() - start}
+    return {
+        "copy_s": loaded - start,
+        "aggregate_s": aggregate_done - loaded,
+        "total_load_s": time.perf_counter() - start,
+    }
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -118,14 +146,36 @@ def bench_queries(dsn: str, patients: int, repeats: int, seed: int = 11) -> dict
     kinds: dict[str, Callable[[], tuple[catalog.StudyFilters, str, int]]] = {
         "no_filter_newest": lambda: (F(), "-study_date", 0),
         "sex_age_view_laterality": lambda: (
-            F(sex=("F",), age_min=(a := rng.randrange(30, 70)), age_max=a + 10, view_position=("CC",),
-              laterality=(rng.choice("LR"),)), "-study_date", 0),
+            F(
+                sex=("F",),
+                age_min=(a := rng.randrange(30, 70)),
+                age_max=a + 10,
+                view_position=("CC",),
+                laterality=(rng.choice("LR"),),
+            ),
+            "-study_date",
+            0,
+        ),
         "ethnic_modality_year": lambda: (
-            F(ethnic_group=(rng.choice(ETHNIC),), modality=("MG",),
-              study_date_from=date(y := rng.randrange(2010, 2025), 1, 1), study_date_to=date(y, 12, 31)),
-            "study_date", 0),
-        "one_patient": lambda: (F(pseudonym=(_pseudonym(rng.randrange(patients) * 7919 + 13),)), "study_date", 0),
-        "rare_modality_by_age": lambda: (F(modality=("CR",), manufacturer=(rng.choice(MAKERS)[0],)), "age_years", 0),
+            F(
+                ethnic_group=(rng.choice(ETHNIC),),
+                modality=("MG",),
+                study_date_from=date(y := rng.randrange(2010, 2025), 1, 1),
+                study_date_to=date(y, 12, 31),
+            ),
+            "study_date",
+            0,
+        ),
+        "one_patient": lambda: (
+            F(pseudonym=(_pseudonym(rng.randrange(patients) * 7919 + 13),)),
+            "study_date",
+            0,
+        ),
+        "rare_modality_by_age": lambda: (
+            F(modality=("CR",), manufacturer=(rng.choice(MAKERS)[0],)),
+            "age_years",
+            0,
+        ),
         "page_20_deep": lambda: (F(sex=("F",)), "-age_years", 20),
     }
     timings: dict[str, list[float]] = {name: [] for name in kinds}
@@ -139,16 +189,30 @@ def bench_queries(dsn: str, patients: int, repeats: int, seed: int = 11) -> dict
                 filters, sort, pages = make()
                 cursor = None
                 for _page in range(pages):  # walk to the deep page untimed; time the page after
-                    cursor = catalog.search_studies(conn, filters, sort=sort, limit=50, cursor=cursor).next_cursor
+                    cursor = catalog.search_studies(
+                        conn, filters, sort=sort, limit=50, cursor=cursor
+                    ).next_cursor
                 t0 = time.perf_counter()
                 page = catalog.search_studies(conn, filters, sort=sort, limit=50, cursor=cursor)
                 timings[name].append((time.perf_counter() - t0) * 1000)
                 assert page.items or name in ("one_patient",)
     every = [t for values in timings.values() for t in values]
-    summary = {name: {"p50_ms": round(statistics.median(v), 2), "p95_ms": round(_percentile(v, 0.95), 2),
-                      "max_ms": round(max(v), 2), "n": len(v)} for name, v in timings.items()}
-    return {"by_kind": summary, "p50_ms": round(statistics.median(every), 2),
-            "p95_ms": round(_percentile(every, 0.95), 2), "max_ms": round(max(every), 2), "n": len(every)}
+    summary = {
+        name: {
+            "p50_ms": round(statistics.median(v), 2),
+            "p95_ms": round(_percentile(v, 0.95), 2),
+            "max_ms": round(max(v), 2),
+            "n": len(v),
+        }
+        for name, v in timings.items()
+    }
+    return {
+        "by_kind": summary,
+        "p50_ms": round(statistics.median(every), 2),
+        "p95_ms": round(_percentile(every, 0.95), 2),
+        "max_ms": round(max(every), 2),
+        "n": len(every),
+    }
 
 
 def bench_manifest(dsn: str, expected: int) -> dict[str, Any]:
@@ -169,7 +233,9 @@ def bench_manifest(dsn: str, expected: int) -> dict[str, Any]:
     services = Services(settings, dsn=dsn)
     app = create_app(settings, services)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -179,14 +245,17 @@ def bench_manifest(dsn: str, expected: int) -> dict[str, Any]:
         url = f"http://127.0.0.1:{port}/research/cohorts"
         headers = {"Authorization": f"Bearer {token}"}
         body = {"ethnic_group": [MANIFEST_GROUP]}
-        requests.post(url, headers=headers, json={"pseudonym": ["TMI-WARMUP0000"]}, timeout=60).raise_for_status()
+        requests.post(
+            url, headers=headers, json={"pseudonym": ["TMI-WARMUP0000"]}, timeout=60
+        ).raise_for_status()
         for fmt in ("json", "csv", "json"):
             t0 = time.perf_counter()
             first_byte = None
             size = 0
             chunks = []
-            with requests.post(url, headers=headers, params={"format": fmt}, json=body, stream=True,
-                               timeout=120) as response:
+            with requests.post(
+                url, headers=headers, params={"format": fmt}, json=body, stream=True, timeout=120
+            ) as response:
                 response.raise_for_status()
                 for chunk in response.iter_content(1 << 20):
                     if first_byte is None:
@@ -204,8 +273,12 @@ def bench_manifest(dsn: str, expected: int) -> dict[str, Any]:
                 count = text.count("\n") - 1
             assert count == expected, (fmt, count, expected)
             key = f"{fmt}_run2" if fmt in out else fmt
-            out[key] = {"seconds": round(elapsed, 3), "first_byte_s": round(first_byte or 0, 3),
-                        "bytes": size, "instances": count}
+            out[key] = {
+                "seconds": round(elapsed, 3),
+                "first_byte_s": round(first_byte or 0, 3),
+                "bytes": size,
+                "instances": count,
+            }
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -215,7 +288,9 @@ def bench_manifest(dsn: str, expected: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.gateway``."""
     parser = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__)
-    parser.add_argument("--studies", type=int, default=250_000, help="studies of 4 instances (default 250,000)")
+    parser.add_argument(
+        "--studies", type=int, default=250_000, help="studies of 4 instances (default 250,000)"
+    )
     parser.add_argument("--patients", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=60, help="timed queries per kind")
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -234,8 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"catalog queries: p50 {queries['p50_ms']} ms, p95 {queries['p95_ms']} ms", flush=True)
         expected = (args.studies + 9) // 10 * 4
         manifest = bench_manifest(dsn, expected)
-        print(f"manifest of {expected:,} instances: JSON {manifest['json']['seconds']} s, "
-              f"CSV {manifest['csv']['seconds']} s", flush=True)
+        print(
+            f"manifest of {expected:,} instances: JSON {manifest['json']['seconds']} s, "
+            f"CSV {manifest['csv']['seconds']} s",
+            flush=True,
+        )
     finally:
         stop_cluster(cluster.data_dir, mode="immediate")
         shutil.rmtree(cluster.data_dir, ignore_errors=True)
@@ -255,7 +333,11 @@ def main(argv: list[str] | None = None) -> int:
         "manifest_csv_seconds": manifest["csv"]["seconds"],
         "manifest": manifest,
         "targets": {"manifest_100k_max_s": 10.0, "manifest_met": worst_manifest <= 10.0},
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

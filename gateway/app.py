@@ -105,8 +105,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @app.exception_handler(RetryableError)
     async def retryable(request: Request, exc: RetryableError) -> JSONResponse:
         logger.warning("dependency unavailable: %s", type(exc).__name__)
-        return JSONResponse({"detail": "a dependency is unavailable; retry later"}, status_code=503,
-                            headers={"Retry-After": "5"})
+        return JSONResponse(
+            {"detail": "a dependency is unavailable; retry later"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.get("/healthz", tags=["health"], include_in_schema=True)
     def healthz() -> dict[str, str]:

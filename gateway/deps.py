@@ -83,7 +83,9 @@ class OidcValidator:
         self._jwt = jwt
         self._settings = settings
         self._algorithms = [a.strip() for a in settings.gateway_oidc_algorithms.split(",") if a.strip()]
-        self._jwks = jwt.PyJWKClient(settings.gateway_oidc_jwks_url) if settings.gateway_oidc_jwks_url else None
+        self._jwks = (
+            jwt.PyJWKClient(settings.gateway_oidc_jwks_url) if settings.gateway_oidc_jwks_url else None
+        )
         self._key = settings.gateway_oidc_public_key
 
     def validate(self, token: str) -> Principal | None:
@@ -173,7 +175,9 @@ def current_principal(
     principal = authenticate(request, conn, credentials.credentials if credentials else None)
     if principal is None:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "missing or invalid credentials", headers={"WWW-Authenticate": "Bearer"}
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or invalid credentials",
+            headers={"WWW-Authenticate": "Bearer"},
         )
     return principal
 
@@ -204,7 +208,7 @@ RequestId = Annotated[str, Depends(request_id)]
 
 
 def page_principal(*roles: str) -> Callable[..., Principal]:
-    """Like :func:`require_roles` for HTML pages: no session → redirect to the login page; wrong role → 403."""
+    """Like :func:`require_roles` for pages: no session → redirect to the login page; wrong role → 403."""
 
     def dependency(request: Request, conn: Conn) -> Principal:
         principal = authenticate(request, conn, None)

@@ -30,8 +30,17 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
 CSV_COLUMNS = (
-    "key", "size", "sha256", "url", "pseudonym", "study_instance_uid", "series_instance_uid",
-    "sop_instance_uid", "modality", "view_position", "laterality",
+    "key",
+    "size",
+    "sha256",
+    "url",
+    "pseudonym",
+    "study_instance_uid",
+    "series_instance_uid",
+    "sop_instance_uid",
+    "modality",
+    "view_position",
+    "laterality",
 )
 _CHUNK_ROWS = 1000
 
@@ -94,9 +103,14 @@ def open_manifest(
             target_type="cohort_manifest",
             target_id=manifest_id,
             request_id=request_id,
-            detail={"filters": filters.as_dict(), "instances": counts.instances, "studies": counts.studies,
-                    "total_bytes": counts.total_bytes, "format": fmt,
-                    "expires_at": presigner.expires_at.isoformat()},
+            detail={
+                "filters": filters.as_dict(),
+                "instances": counts.instances,
+                "studies": counts.studies,
+                "total_bytes": counts.total_bytes,
+                "format": fmt,
+                "expires_at": presigner.expires_at.isoformat(),
+            },
         )
     except BaseException:
         _release(pool, conn)
@@ -147,8 +161,10 @@ def _stream(
             yield (head[:-1] + ',"instances":[').encode()
             first = True
             for chunk in iter(lambda: list(itertools.islice(rows, _CHUNK_ROWS)), []):
-                parts = [json.dumps(_row_dict(r, presigner.url(r.bucket_key)), separators=(",", ":"))
-                         for r in chunk]
+                parts = [
+                    json.dumps(_row_dict(r, presigner.url(r.bucket_key)), separators=(",", ":"))
+                    for r in chunk
+                ]
                 yield (("" if first else ",") + ",".join(parts)).encode()
                 first = False
             yield b"]}\n"

@@ -38,8 +38,11 @@ def explorer_study_url(base: str, patient_id: str, study_uid: str) -> str:
     return f"{base}/app/explorer.html#study?uuid={orthanc_id(patient_id, study_uid)}"
 
 
-def study_links(studies: Iterable[Any], pseudonym: str | None = None, settings: Settings | None = None,
-                ) -> list[OrthancLinks]:
+def study_links(
+    studies: Iterable[Any],
+    pseudonym: str | None = None,
+    settings: Settings | None = None,
+) -> list[OrthancLinks]:
     """Links of each crosswalk study: the intake side through the gateway's redirect, the research side
     directly into the research Orthanc Explorer (when ``pseudonym`` and ``settings`` are given)."""
     links = []
@@ -47,6 +50,9 @@ def study_links(studies: Iterable[Any], pseudonym: str | None = None, settings: 
         research = f"/ui/admin/orthanc/research/studies/{study.id}"
         if pseudonym and settings and study.anon_study_uid:
             research = explorer_study_url(research_base(settings), pseudonym, study.anon_study_uid)
-        links.append(OrthancLinks(study_id=study.id, intake=f"/ui/admin/orthanc/intake/studies/{study.id}",
-                                  research=research))
+        links.append(
+            OrthancLinks(
+                study_id=study.id, intake=f"/ui/admin/orthanc/intake/studies/{study.id}", research=research
+            )
+        )
     return links

@@ -89,7 +89,9 @@ class Presigner:
         self._signing_key = _hmac(key, "aws4_request")
 
     @classmethod
-    def from_client(cls, s3_client: Any, bucket: str, expires_s: int, now: datetime | None = None) -> Presigner:
+    def from_client(
+        cls, s3_client: Any, bucket: str, expires_s: int, now: datetime | None = None
+    ) -> Presigner:
         """Build a presigner for ``bucket`` from a boto3 S3 client (endpoint, addressing style, credentials).
 
         Credentials are frozen at this moment (temporary credentials refresh between manifests, not within

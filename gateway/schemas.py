@@ -30,7 +30,14 @@ from tmi.crosswalk.model import (
 )
 
 __all__ = [
-    "AuditEntry", "ChangeResult", "Flag", "FlagDetail", "Identity", "Note", "Person", "PersonDetail",
+    "AuditEntry",
+    "ChangeResult",
+    "Flag",
+    "FlagDetail",
+    "Identity",
+    "Note",
+    "Person",
+    "PersonDetail",
     "PersonSummary",
 ]
 

@@ -86,8 +86,14 @@ def load_manifest(path: Path) -> tuple[list[Item], str | None]:
     items = []
     for row in rows:
         try:
-            items.append(Item(key=str(row["key"]), size=int(row["size"]), sha256=str(row["sha256"]).lower(),
-                              url=str(row["url"])))
+            items.append(
+                Item(
+                    key=str(row["key"]),
+                    size=int(row["size"]),
+                    sha256=str(row["sha256"]).lower(),
+                    url=str(row["url"]),
+                )
+            )
         except (KeyError, ValueError, TypeError) as exc:
             raise ManifestError(f"manifest row without key/size/sha256/url: {exc}") from exc
     return items, api_url
@@ -123,7 +129,9 @@ def sha256_of(path: Path) -> str:
 class UrlBook:
     """The current presigned URL of every key; re-presigns through the gateway in batches when needed."""
 
-    def __init__(self, items: list[Item], api_url: str | None, token: str | None, timeout: float = 60) -> None:
+    def __init__(
+        self, items: list[Item], api_url: str | None, token: str | None, timeout: float = 60
+    ) -> None:
         self._urls = {item.key: item.url for item in items}
         self._pending = list(self._urls)
         self._done: set[str] = set()
@@ -147,17 +155,26 @@ class UrlBook:
             self._done.add(key)
 
     def refresh(self, key: str, stale_url: str) -> str:
-        """Presign ``key`` again (with up to ``PRESIGN_BATCH`` other pending keys) unless another thread did."""
+        """Presign ``key`` again, with up to ``PRESIGN_BATCH`` other pending keys, unless done meanwhile."""
         with self._lock:
             if self._urls[key] != stale_url:
                 return self._urls[key]
             if not self._api_url or not self._token:
-                raise PermissionError("the URL expired; give --api and --token (or TMI_API_TOKEN) to presign again")
-            batch = [key] + [k for k in self._pending if k != key and k not in self._done][: PRESIGN_BATCH - 1]
-            response = requests.post(f"{self._api_url}/research/presign", json={"keys": batch},
-                                     headers={"Authorization": f"Bearer {self._token}"}, timeout=self._timeout)
+                raise PermissionError(
+                    "the URL expired; give --api and --token (or TMI_API_TOKEN) to presign again"
+                )
+            others = [k for k in self._pending if k != key and k not in self._done]
+            batch = [key, *others[: PRESIGN_BATCH - 1]]
+            response = requests.post(
+                f"{self._api_url}/research/presign",
+                json={"keys": batch},
+                headers={"Authorization": f"Bearer {self._token}"},
+                timeout=self._timeout,
+            )
             if response.status_code in (401, 403):
-                raise PermissionError(f"the gateway refused to presign ({response.status_code}); check the token")
+                raise PermissionError(
+                    f"the gateway refused to presign ({response.status_code}); check the token"
+                )
             response.raise_for_status()
             fresh = response.json()["urls"]
             self._urls.update(fresh)
@@ -171,8 +188,9 @@ class UrlBook:
 class Downloader:
     """Downloads manifest items into a folder with resume, verification and re-presigning."""
 
-    def __init__(self, root: Path, book: UrlBook, *, retries: int = 3, progress: Any = None,
-                 timeout: float = 60) -> None:
+    def __init__(
+        self, root: Path, book: UrlBook, *, retries: int = 3, progress: Any = None, timeout: float = 60
+    ) -> None:
         self.root = root
         self.book = book
         self.retries = retries
@@ -300,8 +318,10 @@ def _human(n: float) -> str:
 def format_summary(summary: Summary, root: Path) -> Iterator[str]:
     """Human-readable lines summarizing a run."""
     yield f"tmi download: {summary.total} instances in {root}"
-    yield f"  downloaded  {summary.downloaded} ({summary.resumed} resumed), {_human(summary.bytes_fetched)} " \
-          f"in {summary.seconds:.1f} s"
+    yield (
+        f"  downloaded  {summary.downloaded} ({summary.resumed} resumed), {_human(summary.bytes_fetched)} "
+        f"in {summary.seconds:.1f} s"
+    )
     yield f"  already ok  {summary.skipped} (present with the right SHA-256)"
     if summary.represigned:
         yield f"  re-signed   {summary.represigned} expired URLs through the gateway"
@@ -318,14 +338,21 @@ def format_summary(summary: Summary, root: Path) -> Iterator[str]:
 
 def register(subparsers: Any) -> None:
     """Add ``tmi download``."""
-    parser = subparsers.add_parser("download", help="download a cohort manifest's instances (verified, resumable)",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "download",
+        help="download a cohort manifest's instances (verified, resumable)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("manifest", type=Path, help="manifest file (JSON or CSV) from POST /research/cohorts")
     parser.add_argument("--to", dest="to", type=Path, required=True, help="destination folder")
     parser.add_argument("--parallel", type=int, default=8, help="concurrent downloads (default 8)")
     parser.add_argument("--api", default=None, help="gateway URL for re-presigning (default: the manifest's)")
-    parser.add_argument("--token", default=None,
-                        help="API token for re-presigning (default: $TMI_API_TOKEN; prefer the variable)")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="API token for re-presigning (default: $TMI_API_TOKEN; prefer the variable)",
+    )
     parser.add_argument("--retries", type=int, default=3, help="attempts per instance (default 3)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -345,8 +372,15 @@ def run(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("TMI_API_TOKEN")
     book = UrlBook(items, args.api or manifest_api, token)
     total = sum(item.size for item in items)
-    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="tmi download",
-              disable=True if args.no_progress else None, file=sys.stderr) as bar:
+    with tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc="tmi download",
+        disable=True if args.no_progress else None,
+        file=sys.stderr,
+    ) as bar:
         downloader = Downloader(root, book, retries=max(1, args.retries), progress=bar)
         summary = downloader.run(items, args.parallel)
     for line in format_summary(summary, root):

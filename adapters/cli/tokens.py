@@ -18,8 +18,12 @@ logger = logging.getLogger(__name__)
 
 def register(subparsers: Any) -> None:
     """Add ``tmi tokens`` and its subcommands."""
-    parser = subparsers.add_parser("tokens", help="create, revoke and list the gateway's API tokens",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "tokens",
+        help="create, revoke and list the gateway's API tokens",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--database-url", default=None, help="PostgreSQL URL (default: settings)")
     sub = parser.add_subparsers(dest="tokens_command", metavar="ACTION")
     create = sub.add_parser("create", help="create a token and print it once")
@@ -81,14 +85,26 @@ def run_list(args: argparse.Namespace) -> int:
     with _connect(args) as conn:
         records = tokens.list_tokens(conn)
     if args.json:
-        print(json.dumps([{"id": r.id, "name": r.name, "role": r.role, "created_at": r.created_at.isoformat(),
-                           "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None,
-                           "last_used_at": r.last_used_at.isoformat() if r.last_used_at else None}
-                          for r in records], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": r.id,
+                        "name": r.name,
+                        "role": r.role,
+                        "created_at": r.created_at.isoformat(),
+                        "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None,
+                        "last_used_at": r.last_used_at.isoformat() if r.last_used_at else None,
+                    }
+                    for r in records
+                ],
+                indent=2,
+            )
+        )
         return 0
     print(f"{'ID':>5}  {'ROLE':<10}  {'STATE':<8}  {'CREATED':<16}  {'LAST USED':<16}  NAME")
     for r in records:
         state = "revoked" if r.revoked_at else "active"
         used = r.last_used_at.strftime("%Y-%m-%d %H:%M") if r.last_used_at else "never"
-        print(f"{r.id:>5}  {r.role:<10}  {state:<8}  {r.created_at.strftime('%Y-%m-%d %H:%M'):<16}  {used:<16}  {r.name}")
+        print(f"{r.id:>5}  {r.role:<10}  {state:<8}  {r.created_at:%Y-%m-%d %H:%M}  {used:<16}  {r.name}")
     return 0

@@ -33,7 +33,14 @@ from psycopg.rows import class_row
 logger = logging.getLogger(__name__)
 
 SortKey = Literal["study_date", "-study_date", "age_years", "-age_years", "pseudonym", "-pseudonym"]
-SORT_KEYS: tuple[str, ...] = ("study_date", "-study_date", "age_years", "-age_years", "pseudonym", "-pseudonym")
+SORT_KEYS: tuple[str, ...] = (
+    "study_date",
+    "-study_date",
+    "age_years",
+    "-age_years",
+    "pseudonym",
+    "-pseudonym",
+)
 _SORT_EXPR = {
     "study_date": "coalesce(study_date, DATE '0001-01-01')",
     "age_years": "coalesce(age_years, -1)",
@@ -120,7 +127,7 @@ class CatalogEntry:
 
 
 def parse_study_date(value: object) -> date | None:
-    """Return ``value`` (``date``, ``YYYYMMDD`` or ``YYYY-MM-DD``) as a ``date``; ``None`` when empty/invalid."""
+    """Return ``value`` (``date``, ``YYYYMMDD``, ``YYYY-MM-DD``) as a ``date``; ``None`` if empty/invalid."""
     if value is None or value == "":
         return None
     if isinstance(value, date):
@@ -291,20 +298,20 @@ _STUDY_AGGREGATE = """
 """
 _STUDY_COLUMNS = (
     "study_instance_uid, pseudonym, sex, age_years, ethnic_group, study_date, modalities, body_parts, "
-    "view_positions, lateralities, manufacturers, models, series_count, instance_count, total_bytes, updated_at"
+    "view_positions, lateralities, manufacturers, models, series_count, instance_count, total_bytes, "
+    "updated_at"
 )
 _STUDY_UPSERT = (
     f"INSERT INTO research_study ({_STUDY_COLUMNS}) {_STUDY_AGGREGATE} "
     "ON CONFLICT (study_instance_uid) DO UPDATE SET "
-    + ", ".join(
-        f"{c.strip()} = EXCLUDED.{c.strip()}" for c in _STUDY_COLUMNS.split(",")[1:]
-    )
+    + ", ".join(f"{c.strip()} = EXCLUDED.{c.strip()}" for c in _STUDY_COLUMNS.split(",")[1:])
 )
 
 
 def _refresh_study(conn: psycopg.Connection, study_uid: str) -> None:
     conn.execute(
-        _STUDY_UPSERT.format(where="WHERE study_instance_uid = %s"), (study_uid,)  # type: ignore[arg-type]
+        _STUDY_UPSERT.format(where="WHERE study_instance_uid = %s"),
+        (study_uid,),  # type: ignore[arg-type]
     )
     conn.execute(
         "DELETE FROM research_study s WHERE s.study_instance_uid = %s AND NOT EXISTS "
@@ -333,7 +340,9 @@ def _conditions(filters: StudyFilters, *, level: Literal["study", "instance"]) -
         if not values:
             continue
         if level == "study":
-            conds.append(sql.SQL("{} && {}::text[]").format(sql.Identifier(array_column), sql.Literal(values)))
+            conds.append(
+                sql.SQL("{} && {}::text[]").format(sql.Identifier(array_column), sql.Literal(values))
+            )
         else:
             conds.append(sql.SQL("{} = ANY({})").format(sql.Identifier(column), sql.Literal(values)))
     if filters.age_min is not None:
@@ -430,7 +439,8 @@ def search_studies(
     query = sql.SQL(
         "SELECT study_instance_uid, pseudonym, sex, age_years, ethnic_group, study_date, modalities, "
         "body_parts, view_positions, lateralities, manufacturers, models, series_count, instance_count, "
-        "total_bytes FROM research_study {where} ORDER BY {expr} {dir}, study_instance_uid {dir} LIMIT {limit}"
+        "total_bytes FROM research_study {where} "
+        "ORDER BY {expr} {dir}, study_instance_uid {dir} LIMIT {limit}"
     ).format(where=_where(conds), expr=expr, dir=direction, limit=sql.Literal(limit + 1))
     with conn.cursor(row_factory=class_row(StudySummary)) as cur:
         cur.execute(query)

@@ -20,7 +20,7 @@ from psycopg.rows import class_row
 
 logger = logging.getLogger(__name__)
 
-TOKEN_PREFIX = "tmi_"
+TOKEN_PREFIX = "tmi_"  # noqa: S105 - a public prefix, not a secret
 ROLES: tuple[str, ...] = ("researcher", "admin", "service")
 
 
@@ -102,8 +102,9 @@ def authenticate(conn: psycopg.Connection, token: str) -> TokenInfo | None:
         "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
         (row[0],),
     )
-    return TokenInfo(id=row[0], name=row[1], role=row[2], created_at=row[3], revoked_at=row[4],
-                     last_used_at=row[5])
+    return TokenInfo(
+        id=row[0], name=row[1], role=row[2], created_at=row[3], revoked_at=row[4], last_used_at=row[5]
+    )
 
 
 def create_session(conn: psycopg.Connection, token_id: int, ttl: timedelta) -> str:
@@ -128,8 +129,9 @@ def authenticate_session(conn: psycopg.Connection, session_id: str) -> TokenInfo
     ).fetchone()
     if row is None:
         return None
-    return TokenInfo(id=row[0], name=row[1], role=row[2], created_at=row[3], revoked_at=row[4],
-                     last_used_at=row[5])
+    return TokenInfo(
+        id=row[0], name=row[1], role=row[2], created_at=row[3], revoked_at=row[4], last_used_at=row[5]
+    )
 
 
 def delete_session(conn: psycopg.Connection, session_id: str) -> None:

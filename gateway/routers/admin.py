@@ -64,8 +64,12 @@ def search_persons(body: PersonSearch, services: ServicesDep, actor: ActorDep) -
     if not any((body.name, body.birth_date, body.patient_id, body.clinic)):
         raise HTTPException(422, "give at least one criterion")
     return services.crosswalk().search_persons(
-        actor=actor, name=body.name or None, birth_date=body.birth_date or None,
-        patient_id=body.patient_id or None, clinic=body.clinic or None, limit=body.limit,
+        actor=actor,
+        name=body.name or None,
+        birth_date=body.birth_date or None,
+        patient_id=body.patient_id or None,
+        clinic=body.clinic or None,
+        limit=body.limit,
     )
 
 
@@ -79,16 +83,22 @@ def person_by_pseudonym(pseudonym: str, services: ServicesDep, actor: ActorDep) 
 def person_detail(person_id: str, services: ServicesDep, actor: ActorDep) -> Any:
     """Identities, pseudonym, studies (with links into both Orthancs), notes with history, flags."""
     detail = services.crosswalk().person_detail(person_id, actor=actor)
-    return PersonPage(detail=detail, links=study_links(detail.studies, detail.person.pseudonym, services.settings))
+    return PersonPage(
+        detail=detail, links=study_links(detail.studies, detail.person.pseudonym, services.settings)
+    )
 
 
 @router.post("/persons/merge", response_model=ChangeResult, summary="Merge persons")
 def merge_persons(body: Merge, services: ServicesDep, actor: ActorDep) -> Any:
     """Merge ``merge_person_ids`` into ``keep_person_id`` (their instances are re-published)."""
-    return services.crosswalk().merge(body.keep_person_id, body.merge_person_ids, actor=actor, reason=body.reason)
+    return services.crosswalk().merge(
+        body.keep_person_id, body.merge_person_ids, actor=actor, reason=body.reason
+    )
 
 
-@router.post("/persons/{person_id}/split", response_model=ChangeResult, summary="Split identities off a person")
+@router.post(
+    "/persons/{person_id}/split", response_model=ChangeResult, summary="Split identities off a person"
+)
 def split_person(person_id: str, body: Split, services: ServicesDep, actor: ActorDep) -> Any:
     """Move ``identity_ids`` into a new person (their instances are re-published under a new pseudonym)."""
     return services.crosswalk().split(person_id, body.identity_ids, actor=actor, reason=body.reason)
@@ -142,8 +152,12 @@ def list_flags(
 ) -> Any:
     """Review flags, newest first (``status=any`` for every status)."""
     return services.crosswalk().list_flags(
-        actor=actor, status=None if flag_status in (None, "any") else flag_status, kind=kind,
-        person_id=person_id, limit=limit, before_id=before_id,
+        actor=actor,
+        status=None if flag_status in (None, "any") else flag_status,
+        kind=kind,
+        person_id=person_id,
+        limit=limit,
+        before_id=before_id,
     )
 
 
@@ -174,8 +188,15 @@ def query_audit(
 ) -> Any:
     """Audit rows, newest first (the query is itself audited)."""
     return services.crosswalk().audit_query(
-        actor=actor, actor_name=actor_name, action=action, target_type=target_type, target_id=target_id,
-        since=since, until=until, limit=limit, before_id=before_id,
+        actor=actor,
+        actor_name=actor_name,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        since=since,
+        until=until,
+        limit=limit,
+        before_id=before_id,
     )
 
 
@@ -183,8 +204,14 @@ def query_audit(
 def list_api_tokens(conn: Conn, principal: Admin, request_id: RequestId) -> Any:
     """Every API token's id, name, role and timestamps."""
     records = tokens.list_tokens(conn)
-    audit.record(conn, principal, "gateway.tokens.list", target_type="api_token", request_id=request_id,
-                 detail={"count": len(records)})
+    audit.record(
+        conn,
+        principal,
+        "gateway.tokens.list",
+        target_type="api_token",
+        request_id=request_id,
+        detail={"count": len(records)},
+    )
     return [TokenOut.model_validate(r, from_attributes=True) for r in records]
 
 
@@ -193,8 +220,15 @@ def create_api_token(body: TokenCreate, conn: Conn, principal: Admin, request_id
     """Create a token; the response is the only place the token ever appears."""
     with conn.transaction():
         info, token = tokens.create_token(conn, name=body.name, role=body.role)
-        audit.record(conn, principal, "gateway.token.create", target_type="api_token", target_id=str(info.id),
-                     request_id=request_id, detail={"role": info.role})
+        audit.record(
+            conn,
+            principal,
+            "gateway.token.create",
+            target_type="api_token",
+            target_id=str(info.id),
+            request_id=request_id,
+            detail={"role": info.role},
+        )
     out = TokenOut.model_validate(info, from_attributes=True)
     out.token = token
     return out
@@ -206,5 +240,11 @@ def revoke_api_token(token_id: int, conn: Conn, principal: Admin, request_id: Re
     with conn.transaction():
         if not tokens.revoke_token(conn, token_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no live token with that id")
-        audit.record(conn, principal, "gateway.token.revoke", target_type="api_token", target_id=str(token_id),
-                     request_id=request_id)
+        audit.record(
+            conn,
+            principal,
+            "gateway.token.revoke",
+            target_type="api_token",
+            target_id=str(token_id),
+            request_id=request_id,
+        )

@@ -41,8 +41,17 @@ logger = logging.getLogger(__name__)
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "templates"))
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
-_LIST_FIELDS = ("pseudonym", "sex", "ethnic_group", "modality", "body_part", "view_position", "laterality",
-                "manufacturer", "model")
+_LIST_FIELDS = (
+    "pseudonym",
+    "sex",
+    "ethnic_group",
+    "modality",
+    "body_part",
+    "view_position",
+    "laterality",
+    "manufacturer",
+    "model",
+)
 
 
 def _render(request: Request, name: str, principal: Principal | None, **context: Any) -> HTMLResponse:
@@ -86,16 +95,36 @@ def login(
     info = tokens.authenticate(conn, token.strip())
     if info is None or info.role not in ("researcher", "admin"):
         logger.info("login refused")
-        return _render(request, "login.html", None, next=_safe_next(next) or "",
-                       error="This token is not valid for the console.")
+        return _render(
+            request,
+            "login.html",
+            None,
+            next=_safe_next(next) or "",
+            error="This token is not valid for the console.",
+        )
     ttl = services.settings.gateway_session_ttl_s
     session_id = tokens.create_session(conn, info.id, timedelta(seconds=ttl))
-    principal = Principal(actor=f"token:{info.id}:{info.name}", role=info.role, via="session", token_id=info.id)
-    audit.record(conn, principal, "gateway.login", target_type="api_token", target_id=str(info.id),
-                 request_id=request_id)
+    principal = Principal(
+        actor=f"token:{info.id}:{info.name}", role=info.role, via="session", token_id=info.id
+    )
+    audit.record(
+        conn,
+        principal,
+        "gateway.login",
+        target_type="api_token",
+        target_id=str(info.id),
+        request_id=request_id,
+    )
     response = RedirectResponse(_safe_next(next) or _home_for(principal), status_code=303)
-    response.set_cookie(SESSION_COOKIE, session_id, max_age=ttl, httponly=True, samesite="strict",
-                        secure=services.settings.gateway_cookie_secure, path="/")
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        max_age=ttl,
+        httponly=True,
+        samesite="strict",
+        secure=services.settings.gateway_cookie_secure,
+        path="/",
+    )
     return response
 
 
@@ -142,23 +171,36 @@ def research_page(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
     counts = catalog.count_cohort(conn, study_filters)
     query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
-    next_url = f"/ui/research?{urlencode([*query, ('cursor', page.next_cursor)])}" if page.next_cursor else None
+    next_url = (
+        f"/ui/research?{urlencode([*query, ('cursor', page.next_cursor)])}" if page.next_cursor else None
+    )
     return _render(
-        request, "research.html", principal, filters=filters, sort=sort, page=page, counts=counts,
-        facets=catalog.facets(conn), next_url=next_url, first_page=cursor is None,
+        request,
+        "research.html",
+        principal,
+        filters=filters,
+        sort=sort,
+        page=page,
+        counts=counts,
+        facets=catalog.facets(conn),
+        next_url=next_url,
+        first_page=cursor is None,
         first_url=f"/ui/research?{urlencode(query)}",
         filter_pairs=[(k, v) for k, v in query if k != "sort"],
     )
 
 
 @router.post("/ui/research/manifest")
-async def research_manifest(request: Request, principal: ResearchPage, conn: Conn, services: ServicesDep,
-                            request_id: RequestId) -> Response:
+async def research_manifest(
+    request: Request, principal: ResearchPage, conn: Conn, services: ServicesDep, request_id: RequestId
+) -> Response:
     """Download the manifest of the cohort described by the posted filter fields (JSON or CSV)."""
     from starlette.concurrency import run_in_threadpool
 
     form = await request.form()
-    values: dict[str, Any] = {name: [str(v) for v in form.getlist(name) if str(v).strip()] for name in _LIST_FIELDS}
+    values: dict[str, Any] = {
+        name: [str(v) for v in form.getlist(name) if str(v).strip()] for name in _LIST_FIELDS
+    }
     for name in ("age_min", "age_max"):
         raw = str(form.get(name) or "").strip()
         values[name] = int(raw) if raw.isdigit() else None
@@ -172,9 +214,12 @@ async def research_manifest(request: Request, principal: ResearchPage, conn: Con
     )
     first = await run_in_threadpool(next, stream.body)
     return StreamingResponse(
-        chained(first, stream.body), media_type=stream.media_type,
-        headers={"Content-Disposition": f'attachment; filename="{stream.filename}"',
-                 "X-TMI-Manifest-Id": stream.manifest_id},
+        chained(first, stream.body),
+        media_type=stream.media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{stream.filename}"',
+            "X-TMI-Manifest-Id": stream.manifest_id,
+        },
     )
 
 
@@ -191,8 +236,13 @@ def _crosswalk_call(func: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 @router.get("/ui/admin", response_class=HTMLResponse)
-def admin_queue(request: Request, principal: AdminPage, services: ServicesDep, request_id: RequestId,
-                kind: str | None = None) -> HTMLResponse:
+def admin_queue(
+    request: Request,
+    principal: AdminPage,
+    services: ServicesDep,
+    request_id: RequestId,
+    kind: str | None = None,
+) -> HTMLResponse:
     """The review queue: open flags, each with the two identities' differing fields side by side."""
     crosswalk = services.crosswalk()
     actor = actor_of(principal, request_id)
@@ -242,33 +292,58 @@ def admin_search(
     """Search persons by PHI (posted, never in the URL)."""
     form = {"name": name, "birth_date": birth_date, "patient_id": patient_id, "clinic": clinic}
     if not any(v.strip() for v in form.values()):
-        return _render(request, "admin_search.html", principal, hits=None, form=form,
-                       error="Give at least one criterion.")
+        return _render(
+            request,
+            "admin_search.html",
+            principal,
+            hits=None,
+            form=form,
+            error="Give at least one criterion.",
+        )
     hits = _crosswalk_call(
-        services.crosswalk().search_persons, actor=actor_of(principal, request_id),
-        name=name.strip() or None, birth_date=birth_date.strip() or None,
-        patient_id=patient_id.strip() or None, clinic=clinic.strip() or None,
+        services.crosswalk().search_persons,
+        actor=actor_of(principal, request_id),
+        name=name.strip() or None,
+        birth_date=birth_date.strip() or None,
+        patient_id=patient_id.strip() or None,
+        clinic=clinic.strip() or None,
     )
     return _render(request, "admin_search.html", principal, hits=hits, form=form)
 
 
 @router.get("/ui/admin/persons/{person_id}", response_class=HTMLResponse)
-def admin_person(request: Request, person_id: str, principal: AdminPage, services: ServicesDep,
-                 request_id: RequestId, conn: Conn) -> HTMLResponse:
+def admin_person(
+    request: Request,
+    person_id: str,
+    principal: AdminPage,
+    services: ServicesDep,
+    request_id: RequestId,
+    conn: Conn,
+) -> HTMLResponse:
     """A person: identities, pseudonym, studies with links into both Orthancs, notes with history, flags."""
-    detail = _crosswalk_call(services.crosswalk().person_detail, person_id, actor=actor_of(principal, request_id))
-    links = {link.study_id: link for link in study_links(detail.studies, detail.person.pseudonym,
-                                                         services.settings)}
+    detail = _crosswalk_call(
+        services.crosswalk().person_detail, person_id, actor=actor_of(principal, request_id)
+    )
+    links = {
+        link.study_id: link
+        for link in study_links(detail.studies, detail.person.pseudonym, services.settings)
+    }
     research_studies = catalog.search_studies(
         conn, catalog.StudyFilters(pseudonym=(detail.person.pseudonym,)), sort="study_date", limit=200
     ).items
-    return _render(request, "admin_person.html", principal, detail=detail, links=links,
-                   research_studies=research_studies)
+    return _render(
+        request, "admin_person.html", principal, detail=detail, links=links, research_studies=research_studies
+    )
 
 
 @router.post("/ui/admin/persons/{person_id}/notes")
-def admin_add_note(person_id: str, principal: AdminPage, services: ServicesDep, request_id: RequestId,
-                   body: Annotated[str, Form(min_length=1, max_length=20_000)]) -> Response:
+def admin_add_note(
+    person_id: str,
+    principal: AdminPage,
+    services: ServicesDep,
+    request_id: RequestId,
+    body: Annotated[str, Form(min_length=1, max_length=20_000)],
+) -> Response:
     """Add an admin note to a person."""
     _crosswalk_call(services.crosswalk().add_note, person_id, body, actor=actor_of(principal, request_id))
     return RedirectResponse(f"/ui/admin/persons/{person_id}#notes", status_code=303)
@@ -285,14 +360,20 @@ def admin_edit_note(
     reason: Annotated[str, Form(max_length=4000)] = "",
 ) -> Response:
     """Save a new version of a note."""
-    _crosswalk_call(services.crosswalk().edit_note, note_id, body, actor=actor_of(principal, request_id),
-                    reason=reason.strip() or None)
+    _crosswalk_call(
+        services.crosswalk().edit_note,
+        note_id,
+        body,
+        actor=actor_of(principal, request_id),
+        reason=reason.strip() or None,
+    )
     return RedirectResponse(f"/ui/admin/persons/{person_id}#note-{note_id}", status_code=303)
 
 
 @router.post("/ui/admin/persons/{person_id}/split", response_class=HTMLResponse)
-async def admin_split(request: Request, person_id: str, principal: AdminPage, services: ServicesDep,
-                      request_id: RequestId) -> Response:
+async def admin_split(
+    request: Request, person_id: str, principal: AdminPage, services: ServicesDep, request_id: RequestId
+) -> Response:
     """Split identities off a person: the first post shows a confirmation page, the second one acts."""
     from starlette.concurrency import run_in_threadpool
 
@@ -302,17 +383,32 @@ async def admin_split(request: Request, person_id: str, principal: AdminPage, se
     if not identity_ids or not reason:
         raise HTTPException(422, "choose identities and give a reason")
     if form.get("confirmed") != "yes":
-        return _render(request, "admin_confirm.html", principal, action="split",
-                       post_url=f"/ui/admin/persons/{person_id}/split", person_id=person_id,
-                       identity_ids=identity_ids, reason=reason, merge_ids=[])
-    result = await run_in_threadpool(_crosswalk_call, services.crosswalk().split, person_id, identity_ids,
-                                     actor=actor_of(principal, request_id), reason=reason)
+        return _render(
+            request,
+            "admin_confirm.html",
+            principal,
+            action="split",
+            post_url=f"/ui/admin/persons/{person_id}/split",
+            person_id=person_id,
+            identity_ids=identity_ids,
+            reason=reason,
+            merge_ids=[],
+        )
+    result = await run_in_threadpool(
+        _crosswalk_call,
+        services.crosswalk().split,
+        person_id,
+        identity_ids,
+        actor=actor_of(principal, request_id),
+        reason=reason,
+    )
     return RedirectResponse(f"/ui/admin/persons/{result.new_person_id}?changed=split", status_code=303)
 
 
 @router.post("/ui/admin/persons/{person_id}/merge", response_class=HTMLResponse)
-async def admin_merge(request: Request, person_id: str, principal: AdminPage, services: ServicesDep,
-                      request_id: RequestId) -> Response:
+async def admin_merge(
+    request: Request, person_id: str, principal: AdminPage, services: ServicesDep, request_id: RequestId
+) -> Response:
     """Merge other persons into this one: the first post shows a confirmation page, the second one acts."""
     from starlette.concurrency import run_in_threadpool
 
@@ -324,26 +420,48 @@ async def admin_merge(request: Request, person_id: str, principal: AdminPage, se
     if not merge_ids or not reason:
         raise HTTPException(422, "name persons to merge and give a reason")
     if form.get("confirmed") != "yes":
-        return _render(request, "admin_confirm.html", principal, action="merge",
-                       post_url=f"/ui/admin/persons/{person_id}/merge", person_id=person_id,
-                       identity_ids=[], reason=reason, merge_ids=merge_ids)
-    await run_in_threadpool(_crosswalk_call, services.crosswalk().merge, person_id, merge_ids,
-                            actor=actor_of(principal, request_id), reason=reason)
+        return _render(
+            request,
+            "admin_confirm.html",
+            principal,
+            action="merge",
+            post_url=f"/ui/admin/persons/{person_id}/merge",
+            person_id=person_id,
+            identity_ids=[],
+            reason=reason,
+            merge_ids=merge_ids,
+        )
+    await run_in_threadpool(
+        _crosswalk_call,
+        services.crosswalk().merge,
+        person_id,
+        merge_ids,
+        actor=actor_of(principal, request_id),
+        reason=reason,
+    )
     return RedirectResponse(f"/ui/admin/persons/{person_id}?changed=merge", status_code=303)
 
 
 @router.get("/ui/admin/audit", response_class=HTMLResponse)
-def admin_audit(request: Request, principal: AdminPage, services: ServicesDep, request_id: RequestId,
-                action: str | None = None, actor: str | None = None) -> HTMLResponse:
+def admin_audit(
+    request: Request,
+    principal: AdminPage,
+    services: ServicesDep,
+    request_id: RequestId,
+    action: str | None = None,
+    actor: str | None = None,
+) -> HTMLResponse:
     """The latest audit rows (filter by action or actor)."""
-    rows = services.crosswalk().audit_query(actor=actor_of(principal, request_id), action=action or None,
-                                            actor_name=actor or None, limit=200)
+    rows = services.crosswalk().audit_query(
+        actor=actor_of(principal, request_id), action=action or None, actor_name=actor or None, limit=200
+    )
     return _render(request, "admin_audit.html", principal, rows=rows, action=action or "", actor=actor or "")
 
 
 @router.get("/ui/admin/orthanc/{side}/studies/{study_id}")
-def admin_orthanc_study(side: str, study_id: int, principal: AdminPage, conn: Conn, services: ServicesDep,
-                        request_id: RequestId) -> Response:
+def admin_orthanc_study(
+    side: str, study_id: int, principal: AdminPage, conn: Conn, services: ServicesDep, request_id: RequestId
+) -> Response:
     """Redirect to a crosswalk study in the intake or research Orthanc Explorer (audited; the original
     identifiers are read here so they never appear in a page URL)."""
     if side not in ("intake", "research"):
@@ -352,19 +470,26 @@ def admin_orthanc_study(side: str, study_id: int, principal: AdminPage, conn: Co
         row = conn.execute(
             "SELECT st.original_study_uid, s.patient_id FROM study st JOIN series se ON se.study_id = st.id "
             "JOIN instance i ON i.series_id = se.id JOIN scan_identity s ON s.id = i.identity_id "
-            "WHERE st.id = %s LIMIT 1", (study_id,),
+            "WHERE st.id = %s LIMIT 1",
+            (study_id,),
         ).fetchone()
         base = intake_base(services.settings)
     else:
         row = conn.execute(
             "SELECT st.anon_study_uid, p.pseudonym FROM study st JOIN series se ON se.study_id = st.id "
             "JOIN instance i ON i.series_id = se.id JOIN person p ON p.id = i.person_id "
-            "WHERE st.id = %s LIMIT 1", (study_id,),
+            "WHERE st.id = %s LIMIT 1",
+            (study_id,),
         ).fetchone()
         base = research_base(services.settings)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such study")
-    audit.record(conn, principal, f"gateway.orthanc.{side}.open", target_type="study", target_id=str(study_id),
-                 request_id=request_id)
+    audit.record(
+        conn,
+        principal,
+        f"gateway.orthanc.{side}.open",
+        target_type="study",
+        target_id=str(study_id),
+        request_id=request_id,
+    )
     return RedirectResponse(explorer_study_url(base, row[1] or "", row[0]), status_code=303)
-

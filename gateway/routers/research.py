@@ -55,11 +55,21 @@ def study_query_filters(
     study_date_from: date | None = None,
     study_date_to: date | None = None,
 ) -> CohortFilters:
-    """Cohort filters from the query string (repeat a parameter for alternatives: ``modality=MG&modality=CR``)."""
+    """Cohort filters from the query string (repeat for alternatives: ``modality=MG&modality=CR``)."""
     return CohortFilters(
-        pseudonym=pseudonym, sex=sex, ethnic_group=ethnic_group, modality=modality, body_part=body_part,
-        view_position=view_position, laterality=laterality, manufacturer=manufacturer, model=model,
-        age_min=age_min, age_max=age_max, study_date_from=study_date_from, study_date_to=study_date_to,
+        pseudonym=pseudonym,
+        sex=sex,
+        ethnic_group=ethnic_group,
+        modality=modality,
+        body_part=body_part,
+        view_position=view_position,
+        laterality=laterality,
+        manufacturer=manufacturer,
+        model=model,
+        age_min=age_min,
+        age_max=age_max,
+        study_date_from=study_date_from,
+        study_date_to=study_date_to,
     )
 
 
@@ -108,8 +118,12 @@ def _negotiate(request: Request, body_format: str | None, query_format: str | No
     "/cohorts",
     summary="Cohort manifest (JSON or CSV) with presigned GET URLs, streamed",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/json": {}, "text/csv": {}},
-                     "description": "the manifest; JSON fields are ManifestHeader + instances[ManifestInstance]"}},
+    responses={
+        200: {
+            "content": {"application/json": {}, "text/csv": {}},
+            "description": "the manifest; JSON fields are ManifestHeader + instances[ManifestInstance]",
+        }
+    },
 )
 def create_cohort_manifest(
     request: Request,
@@ -148,7 +162,11 @@ def presign_again(
     settings = services.settings
     presigner = Presigner.from_client(services.s3(), settings.research_bucket, settings.presign_expiry_s)
     audit.record(
-        conn, principal, "research.presign", target_type="research_objects", request_id=request_id,
+        conn,
+        principal,
+        "research.presign",
+        target_type="research_objects",
+        request_id=request_id,
         detail={"requested": len(keys), "signed": len(known)},
     )
     return PresignOut(

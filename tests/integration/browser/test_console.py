@@ -43,8 +43,9 @@ def _wait_for_file(folder: Path, suffix: str, timeout: float = 15) -> Path:
     raise AssertionError(f"no {suffix} download in {folder}: {list(folder.iterdir())}")
 
 
-def test_researcher_filters_and_downloads_a_manifest(live_gateway: LiveGateway, browser: Any,
-                                                     download_dir: Path) -> None:
+def test_researcher_filters_and_downloads_a_manifest(
+    live_gateway: LiveGateway, browser: Any, download_dir: Path
+) -> None:
     g = live_gateway.gateway
     browser.get(f"{live_gateway.url}/ui/research")
     assert browser.current_url.startswith(f"{live_gateway.url}/login?next=")
@@ -63,7 +64,9 @@ def test_researcher_filters_and_downloads_a_manifest(live_gateway: LiveGateway, 
     browser.find_element(By.ID, "download-manifest").click()
     manifest = json.loads(_wait_for_file(download_dir, ".json").read_text())
     assert manifest["count"] == 3 and manifest["filters"] == {"view_position": ["CC"], "laterality": ["L"]}
-    assert all(item["key"].endswith(".dcm") and item["url"].startswith("http") for item in manifest["instances"])
+    assert all(
+        item["key"].endswith(".dcm") and item["url"].startswith("http") for item in manifest["instances"]
+    )
     assert g.audit_rows("research.manifest")[-1]["detail"]["instances"] == 3
     # the researcher's session cannot open the admin console
     browser.get(f"{live_gateway.url}/ui/admin")
@@ -101,7 +104,9 @@ def test_admin_resolves_a_flag_and_edits_notes(live_gateway: LiveGateway, browse
     assert "history (2 versions)" in browser.page_source
     screenshot(browser, "admin-person")
     assert [r["action"] for r in g.audit_rows() if r["action"].startswith("crosswalk.note")] == [
-        "crosswalk.note.add", "crosswalk.note.edit"]
+        "crosswalk.note.add",
+        "crosswalk.note.edit",
+    ]
 
 
 def test_admin_split_needs_confirmation(live_gateway: LiveGateway, browser: Any) -> None:

@@ -64,7 +64,9 @@ class Gateway:
 
         with psycopg.connect(self.dsn, row_factory=dict_row) as conn:
             if action:
-                return conn.execute("SELECT * FROM audit_log WHERE action = %s ORDER BY id", (action,)).fetchall()
+                return conn.execute(
+                    "SELECT * FROM audit_log WHERE action = %s ORDER BY id", (action,)
+                ).fetchall()
             return conn.execute("SELECT * FROM audit_log ORDER BY id").fetchall()
 
 
@@ -78,7 +80,9 @@ def make_tokens(dsn: str) -> dict[str, str]:
     return out
 
 
-def seed_catalog(dsn: str, s3: Any, bucket: str, pseudonyms: list[str], per_study: int = 4) -> dict[str, bytes]:
+def seed_catalog(
+    dsn: str, s3: Any, bucket: str, pseudonyms: list[str], per_study: int = 4
+) -> dict[str, bytes]:
     """Publish ``per_study`` small objects per pseudonym (one MG study each) to S3 and the catalog."""
     objects: dict[str, bytes] = {}
     views = [("CC", "L"), ("MLO", "L"), ("CC", "R"), ("MLO", "R")]
@@ -93,14 +97,28 @@ def seed_catalog(dsn: str, s3: Any, bucket: str, pseudonyms: list[str], per_stud
                 s3.put_object(Bucket=bucket, Key=key, Body=body)
                 objects[key] = body
                 view, lat = views[i % 4]
-                catalog.upsert_instance(conn, catalog.CatalogEntry(
-                    sop_instance_uid=sop, series_instance_uid=series, study_instance_uid=study,
-                    pseudonym=pseudonym, bucket_key=key, size_bytes=len(body),
-                    sha256=hashlib.sha256(body).hexdigest(), sex="F", age_years=40 + 5 * n,
-                    ethnic_group="2186-5" if n % 2 else "2106-3", modality="MG", body_part="BREAST",
-                    view_position=view, laterality=lat, study_date=date(2024, 1 + n, 15),
-                    manufacturer="ACME", model="Mammo 3000",
-                ))
+                catalog.upsert_instance(
+                    conn,
+                    catalog.CatalogEntry(
+                        sop_instance_uid=sop,
+                        series_instance_uid=series,
+                        study_instance_uid=study,
+                        pseudonym=pseudonym,
+                        bucket_key=key,
+                        size_bytes=len(body),
+                        sha256=hashlib.sha256(body).hexdigest(),
+                        sex="F",
+                        age_years=40 + 5 * n,
+                        ethnic_group="2186-5" if n % 2 else "2106-3",
+                        modality="MG",
+                        body_part="BREAST",
+                        view_position=view,
+                        laterality=lat,
+                        study_date=date(2024, 1 + n, 15),
+                        manufacturer="ACME",
+                        model="Mammo 3000",
+                    ),
+                )
     return objects
 
 
@@ -112,26 +130,47 @@ def seed_crosswalk(dsn: str) -> list[Any]:
     resolutions = []
     with CrosswalkService.connect(dsn) as service:
         for name, birth, sex, pid, issuer in PHI_PEOPLE:
-            resolutions.append(service.resolve(PatientPHI(patient_id=pid, issuer=issuer, name=name,
-                                                          birth_date=birth, sex=sex), source="test"))
+            resolutions.append(
+                service.resolve(
+                    PatientPHI(patient_id=pid, issuer=issuer, name=name, birth_date=birth, sex=sex),
+                    source="test",
+                )
+            )
         typo = PHI_PEOPLE[0]
-        service.resolve(PatientPHI(patient_id=typo[3], issuer=typo[4], name="Doe^Jnae^Quincy", birth_date=typo[1],
-                                   sex=typo[2]), source="test")
+        service.resolve(
+            PatientPHI(
+                patient_id=typo[3], issuer=typo[4], name="Doe^Jnae^Quincy", birth_date=typo[1], sex=typo[2]
+            ),
+            source="test",
+        )
         for n, res in enumerate(resolutions):  # one study each, matching seed_catalog's research UIDs
             study = f"2.25.{1000 + n}"
             for i in range(4):
                 service.record_instance(
-                    person_id=res.person_id, identity_id=res.identity_id, original_study_uid=f"1.2.840.99.{n}",
-                    anon_study_uid=study, original_series_uid=f"1.2.840.99.{n}.1", anon_series_uid=f"{study}.1",
-                    original_sop_uid=f"1.2.840.99.{n}.1.{i}", anon_sop_uid=f"{study}.1.{i}", accession=f"ACC{n}",
-                    study_date=f"2024{1 + n:02d}15", modality="MG",
-                    research_key=f"{res.pseudonym}/{study}/{study}.1/{study}.1.{i}.dcm", state="published")
+                    person_id=res.person_id,
+                    identity_id=res.identity_id,
+                    original_study_uid=f"1.2.840.99.{n}",
+                    anon_study_uid=study,
+                    original_series_uid=f"1.2.840.99.{n}.1",
+                    anon_series_uid=f"{study}.1",
+                    original_sop_uid=f"1.2.840.99.{n}.1.{i}",
+                    anon_sop_uid=f"{study}.1.{i}",
+                    accession=f"ACC{n}",
+                    study_date=f"2024{1 + n:02d}15",
+                    modality="MG",
+                    research_key=f"{res.pseudonym}/{study}/{study}.1/{study}.1.{i}.dcm",
+                    state="published",
+                )
     return resolutions
 
 
 @pytest.fixture
-def gateway(gateway_dsn: str, moto_endpoint: str, s3_client: Any, monkeypatch: pytest.MonkeyPatch,
-            ) -> Iterator[Gateway]:
+def gateway(
+    gateway_dsn: str,
+    moto_endpoint: str,
+    s3_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Gateway]:
     """The gateway app on a fresh database and the moto S3 endpoint, seeded with crosswalk persons (PHI),
     their research catalog entries and objects, and one token per role."""
     from fastapi.testclient import TestClient
@@ -150,8 +189,10 @@ def gateway(gateway_dsn: str, moto_endpoint: str, s3_client: Any, monkeypatch: p
         events.append((document, request_id))
         keys = [r["s3"]["object"]["key"] for r in document["Records"]]
         failed = [k for k in keys if "fail" in k]
-        return {"processed": [{"key": k, "outcome": "published"} for k in keys if k not in failed],
-                "failed": failed}
+        return {
+            "processed": [{"key": k, "outcome": "published"} for k in keys if k not in failed],
+            "failed": failed,
+        }
 
     persons = seed_crosswalk(gateway_dsn)
     objects = seed_catalog(gateway_dsn, s3_client, settings.research_bucket, [p.pseudonym for p in persons])
@@ -159,9 +200,18 @@ def gateway(gateway_dsn: str, moto_endpoint: str, s3_client: Any, monkeypatch: p
     app = create_app(settings, services)
     toks = make_tokens(gateway_dsn)
     with TestClient(app) as client:
-        yield Gateway(client=client, dsn=gateway_dsn, s3=s3_client, bucket=settings.research_bucket,
-                      researcher=toks["researcher"], admin=toks["admin"], service=toks["service"],
-                      events=events, objects=objects, persons=persons)
+        yield Gateway(
+            client=client,
+            dsn=gateway_dsn,
+            s3=s3_client,
+            bucket=settings.research_bucket,
+            researcher=toks["researcher"],
+            admin=toks["admin"],
+            service=toks["service"],
+            events=events,
+            objects=objects,
+            persons=persons,
+        )
 
 
 @dataclass
@@ -183,8 +233,9 @@ def live_gateway(gateway: Gateway) -> Iterator[LiveGateway]:
     from tests.conftest import free_port
 
     port = free_port()
-    config = uvicorn.Config(gateway.client.app, host="127.0.0.1", port=port, lifespan="off", log_level="info",
-                            access_log=True)
+    config = uvicorn.Config(
+        gateway.client.app, host="127.0.0.1", port=port, lifespan="off", log_level="info", access_log=True
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()

@@ -39,8 +39,9 @@ def test_review_queue_side_by_side_and_resolve(gateway: Gateway) -> None:
     assert detail["identity"]["patient_name"] != detail["other_identity"]["patient_name"]
     assert detail["differing_fields"] == ["name"]
     before = len(gateway.audit_rows())
-    resolved = gateway.client.post(f"/admin/flags/{flag['id']}/resolve", headers=h,
-                                   json={"resolution": "typo confirmed with the clinic"})
+    resolved = gateway.client.post(
+        f"/admin/flags/{flag['id']}/resolve", headers=h, json={"resolution": "typo confirmed with the clinic"}
+    )
     assert resolved.status_code == 200 and resolved.json()["status"] == "resolved"
     again = gateway.client.post(f"/admin/flags/{flag['id']}/resolve", headers=h, json={"resolution": "again"})
     assert again.status_code == 409
@@ -52,12 +53,19 @@ def test_notes_with_history(gateway: Gateway) -> None:
     h = gateway.auth(gateway.admin)
     person_id = gateway.persons[1].person_id
     before = len(gateway.audit_rows())
-    note = gateway.client.post(f"/admin/persons/{person_id}/notes", headers=h, json={"body": "called the clinic"})
+    note = gateway.client.post(
+        f"/admin/persons/{person_id}/notes", headers=h, json={"body": "called the clinic"}
+    )
     assert note.status_code == 201
-    edited = gateway.client.put(f"/admin/notes/{note.json()['id']}", headers=h,
-                                json={"body": "called the clinic twice", "reason": "second call"}).json()
+    edited = gateway.client.put(
+        f"/admin/notes/{note.json()['id']}",
+        headers=h,
+        json={"body": "called the clinic twice", "reason": "second call"},
+    ).json()
     assert edited["version"] == 2 and [v["body"] for v in edited["history"]] == [
-        "called the clinic", "called the clinic twice"]
+        "called the clinic",
+        "called the clinic twice",
+    ]
     actions = [r["action"] for r in _new_audit(gateway, before)]
     assert actions == ["crosswalk.note.add", "crosswalk.note.edit"]
 
@@ -65,18 +73,29 @@ def test_notes_with_history(gateway: Gateway) -> None:
 def test_merge_split_correct_and_audit_query(gateway: Gateway) -> None:
     h = gateway.auth(gateway.admin)
     keep, other = gateway.persons[0].person_id, gateway.persons[2].person_id
-    merged = gateway.client.post("/admin/persons/merge", headers=h,
-                                 json={"keep_person_id": keep, "merge_person_ids": [other], "reason": "same woman"})
+    merged = gateway.client.post(
+        "/admin/persons/merge",
+        headers=h,
+        json={"keep_person_id": keep, "merge_person_ids": [other], "reason": "same woman"},
+    )
     assert merged.status_code == 200, merged.text
     identities = gateway.client.get(f"/admin/persons/{keep}", headers=h).json()["detail"]["identities"]
     moved = [i["id"] for i in identities if i["patient_id"] == PHI_PEOPLE[2][3]]
-    split = gateway.client.post(f"/admin/persons/{keep}/split", headers=h,
-                                json={"identity_ids": moved, "reason": "not the same woman after all"})
+    split = gateway.client.post(
+        f"/admin/persons/{keep}/split",
+        headers=h,
+        json={"identity_ids": moved, "reason": "not the same woman after all"},
+    )
     assert split.status_code == 200 and split.json()["new_person_id"]
-    corrected = gateway.client.post(f"/admin/identities/{moved[0]}/corrections", headers=h,
-                                    json={"changes": {"birth_date": "19800102"}, "reason": "ID card"})
+    corrected = gateway.client.post(
+        f"/admin/identities/{moved[0]}/corrections",
+        headers=h,
+        json={"changes": {"birth_date": "19800102"}, "reason": "ID card"},
+    )
     assert corrected.status_code == 200, corrected.text
-    audit = gateway.client.get("/admin/audit", headers=h, params={"target_type": "person", "limit": 50}).json()
+    audit = gateway.client.get(
+        "/admin/audit", headers=h, params={"target_type": "person", "limit": 50}
+    ).json()
     assert audit and all(a["target_type"] == "person" for a in audit)
     rows = gateway.audit_rows()
     by_action = {r["action"]: r for r in rows}

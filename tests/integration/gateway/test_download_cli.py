@@ -20,8 +20,9 @@ pytestmark = pytest.mark.integration
 
 def _manifest(live: LiveGateway, tmp_path: Path, body: dict | None = None, fmt: str = "json") -> Path:
     g = live.gateway
-    response = g.client.post("/research/cohorts", headers=g.auth(g.researcher), params={"format": fmt},
-                             json=body or {})
+    response = g.client.post(
+        "/research/cohorts", headers=g.auth(g.researcher), params={"format": fmt}, json=body or {}
+    )
     assert response.status_code == 200
     path = tmp_path / f"cohort.{fmt}"
     path.write_bytes(response.content)
@@ -34,8 +35,9 @@ def _verify_tree(root: Path, objects: dict[str, bytes], keys: list[str]) -> None
     assert not list(root.rglob("*.part"))
 
 
-def test_download_everything_then_nothing_to_do(live_gateway: LiveGateway, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_download_everything_then_nothing_to_do(
+    live_gateway: LiveGateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     manifest = _manifest(live_gateway, tmp_path)
     out = tmp_path / "data"
     assert main(["download", str(manifest), "--to", str(out), "--parallel", "4", "--no-progress"]) == 0
@@ -53,7 +55,9 @@ def test_csv_manifest_works_too(live_gateway: LiveGateway, tmp_path: Path) -> No
     assert len(list(out.rglob("*.dcm"))) == 6
 
 
-def test_resume_after_interruption_and_repair_corrupt_parts(live_gateway: LiveGateway, tmp_path: Path) -> None:
+def test_resume_after_interruption_and_repair_corrupt_parts(
+    live_gateway: LiveGateway, tmp_path: Path
+) -> None:
     objects = live_gateway.gateway.objects
     manifest = _manifest(live_gateway, tmp_path)
     items, api = load_manifest(manifest)
@@ -76,8 +80,9 @@ def test_resume_after_interruption_and_repair_corrupt_parts(live_gateway: LiveGa
     _verify_tree(out, objects, [i.key for i in items])
 
 
-def test_expired_urls_are_presigned_again_through_the_api(live_gateway: LiveGateway, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_expired_urls_are_presigned_again_through_the_api(
+    live_gateway: LiveGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     g = live_gateway.gateway
     manifest = json.loads(_manifest(live_gateway, tmp_path).read_text())
     old = Presigner.from_client(g.s3, g.bucket, 60, now=datetime.now(UTC) - timedelta(hours=2))
@@ -98,8 +103,9 @@ def test_expired_urls_are_presigned_again_through_the_api(live_gateway: LiveGate
     assert main(["download", str(path), "--to", str(out / "again"), "--no-progress"]) == 0
 
 
-def test_checksum_mismatch_and_unsafe_keys_fail_with_summary(live_gateway: LiveGateway, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_checksum_mismatch_and_unsafe_keys_fail_with_summary(
+    live_gateway: LiveGateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     manifest = json.loads(_manifest(live_gateway, tmp_path, {"laterality": ["R"]}).read_text())
     bad = manifest["instances"][0]
     bad["sha256"] = hashlib.sha256(b"something else").hexdigest()

@@ -24,8 +24,11 @@ def _phi_needles() -> list[str]:
 def test_openapi_research_schemas_have_no_phi_fields() -> None:
     spec = create_app().openapi()
     components = spec["components"]["schemas"]
-    phi_words = re.compile(r"name|birth|patient_?id|issuer|institution|accession|original|address|phone|"
-                           r"identit|calling|other_ids|comment|clinic", re.I)
+    phi_words = re.compile(
+        r"name|birth|patient_?id|issuer|institution|accession|original|address|phone|"
+        r"identit|calling|other_ids|comment|clinic",
+        re.I,
+    )
     refs: set[str] = set()
     for path, ops in spec["paths"].items():
         if not path.startswith("/research"):
@@ -59,9 +62,12 @@ def test_research_responses_never_contain_phi_values(gateway: Gateway) -> None:
         gateway.client.post("/research/presign", headers=h, json={"keys": [key]}),
     ]
     login = gateway.client.post("/login", data={"token": gateway.researcher})
-    responses += [login, gateway.client.get("/ui/research"),
-                  gateway.client.get("/ui/research", params={"laterality": "L", "sort": "age_years"}),
-                  gateway.client.post("/ui/research/manifest", data={"format": "json"})]
+    responses += [
+        login,
+        gateway.client.get("/ui/research"),
+        gateway.client.get("/ui/research", params={"laterality": "L", "sort": "age_years"}),
+        gateway.client.post("/ui/research/manifest", data={"format": "json"}),
+    ]
     needles = _phi_needles()
     for response in responses:
         assert response.status_code == 200, response.request.url

@@ -51,19 +51,37 @@ def lane(gateway_dsn: str, localstack_s3: Any, monkeypatch: pytest.MonkeyPatch) 
     key = "TMI-0123456789/2.25.1/2.25.1.1/2.25.1.1.1.dcm"
     localstack_s3.put_object(Bucket=bucket, Key=key, Body=body)
     with psycopg.connect(gateway_dsn, autocommit=True) as conn:
-        catalog.upsert_instance(conn, catalog.CatalogEntry(
-            sop_instance_uid="2.25.1.1.1", series_instance_uid="2.25.1.1", study_instance_uid="2.25.1",
-            pseudonym="TMI-0123456789", bucket_key=key, size_bytes=len(body),
-            sha256=hashlib.sha256(body).hexdigest(), modality="MG"))
+        catalog.upsert_instance(
+            conn,
+            catalog.CatalogEntry(
+                sop_instance_uid="2.25.1.1.1",
+                series_instance_uid="2.25.1.1",
+                study_instance_uid="2.25.1",
+                pseudonym="TMI-0123456789",
+                bucket_key=key,
+                size_bytes=len(body),
+                sha256=hashlib.sha256(body).hexdigest(),
+                modality="MG",
+            ),
+        )
     settings = Settings(database_url=gateway_dsn)
     app = create_app(settings, Services(settings, dsn=gateway_dsn))
     with TestClient(app) as client:
-        yield Lane(client=client, s3=localstack_s3, bucket=bucket, body=body, key=key,
-                   token=make_tokens(gateway_dsn)["researcher"], dsn=gateway_dsn)
+        yield Lane(
+            client=client,
+            s3=localstack_s3,
+            bucket=bucket,
+            body=body,
+            key=key,
+            token=make_tokens(gateway_dsn)["researcher"],
+            dsn=gateway_dsn,
+        )
 
 
 def _manifest_url(lane: Lane) -> str:
-    response = lane.client.post("/research/cohorts", headers={"Authorization": f"Bearer {lane.token}"}, json={})
+    response = lane.client.post(
+        "/research/cohorts", headers={"Authorization": f"Bearer {lane.token}"}, json={}
+    )
     assert response.status_code == 200
     (item,) = response.json()["instances"]
     return str(item["url"])
@@ -99,10 +117,13 @@ def test_download_renews_expired_urls_via_the_gateway(lane: Lane, tmp_path: Path
     from adapters.cli.download import Downloader, UrlBook, load_manifest
     from tests.conftest import free_port
 
-    response = lane.client.post("/research/cohorts", headers={"Authorization": f"Bearer {lane.token}"}, json={})
+    response = lane.client.post(
+        "/research/cohorts", headers={"Authorization": f"Bearer {lane.token}"}, json={}
+    )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(lane.client.app, host="127.0.0.1", port=port, lifespan="off",
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(lane.client.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

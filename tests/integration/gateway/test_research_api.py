@@ -19,8 +19,9 @@ def test_studies_filters_sort_and_keyset_pages(gateway: Gateway) -> None:
     h = gateway.auth(gateway.researcher)
     everything = gateway.client.get("/research/studies", headers=h).json()
     assert len(everything["items"]) == 3 and everything["next_cursor"] is None
-    assert [s["study_date"] for s in everything["items"]] == sorted((s["study_date"] for s in everything["items"]),
-                                                                    reverse=True)
+    assert [s["study_date"] for s in everything["items"]] == sorted(
+        (s["study_date"] for s in everything["items"]), reverse=True
+    )
     # two pages of one + a last page, in age order, never repeating a study
     seen, cursor = [], None
     for _ in range(5):
@@ -31,11 +32,15 @@ def test_studies_filters_sort_and_keyset_pages(gateway: Gateway) -> None:
         if cursor is None:
             break
     assert seen == [40, 45, 50]
-    older = gateway.client.get("/research/studies", headers=h, params={"age_min": 44, "laterality": "R"}).json()
+    older = gateway.client.get(
+        "/research/studies", headers=h, params={"age_min": 44, "laterality": "R"}
+    ).json()
     assert {s["age_years"] for s in older["items"]} == {45, 50}
     none = gateway.client.get("/research/studies", headers=h, params={"modality": "CT"}).json()
     assert none["items"] == []
-    bad = gateway.client.get("/research/studies", headers=h, params={"cursor": "garbage", "sort": "pseudonym"})
+    bad = gateway.client.get(
+        "/research/studies", headers=h, params={"cursor": "garbage", "sort": "pseudonym"}
+    )
     assert bad.status_code == 400
 
 
@@ -75,8 +80,9 @@ def test_manifest_csv_by_accept_header_and_by_format(gateway: Gateway) -> None:
 def test_presign_again_only_for_published_keys(gateway: Gateway) -> None:
     h = gateway.auth(gateway.researcher)
     key = sorted(gateway.objects)[0]
-    response = gateway.client.post("/research/presign", headers=h,
-                                   json={"keys": [key, "incoming/secret.dcm", "../../etc/passwd"]})
+    response = gateway.client.post(
+        "/research/presign", headers=h, json={"keys": [key, "incoming/secret.dcm", "../../etc/passwd"]}
+    )
     assert response.status_code == 200
     out = response.json()
     assert list(out["urls"]) == [key]
@@ -101,5 +107,7 @@ def test_unknown_filter_field_is_refused(gateway: Gateway) -> None:
 
 def test_manifest_json_is_valid_for_empty_cohort(gateway: Gateway) -> None:
     h = gateway.auth(gateway.researcher)
-    manifest = json.loads(gateway.client.post("/research/cohorts", headers=h, json={"modality": ["CT"]}).content)
+    manifest = json.loads(
+        gateway.client.post("/research/cohorts", headers=h, json={"modality": ["CT"]}).content
+    )
     assert manifest["count"] == 0 and manifest["instances"] == []

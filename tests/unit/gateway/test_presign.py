@@ -48,7 +48,9 @@ def test_urls_identical_to_boto3(endpoint: str | None, style: str, token: str | 
             "get_object", Params={"Bucket": "tmi-research", "Key": key}, ExpiresIn=900
         )
         ref = urlsplit(reference)
-        signed_at = datetime.strptime(parse_qs(ref.query)["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        signed_at = datetime.strptime(parse_qs(ref.query)["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(
+            tzinfo=UTC
+        )
         mine = urlsplit(Presigner.from_client(client, "tmi-research", 900, now=signed_at).url(key))
         assert (mine.scheme, mine.netloc, mine.path) == (ref.scheme, ref.netloc, ref.path)
         assert parse_qs(mine.query) == parse_qs(ref.query)
@@ -68,8 +70,8 @@ def test_expiry_bounds_and_expires_at() -> None:
 def test_fast_enough_for_100k_manifests() -> None:
     client = _client(endpoint="http://127.0.0.1:9000", style="path", token="t")
     presigner = Presigner.from_client(client, "tmi-research", 3600)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other processes on the machine do not count
     for i in range(20_000):
         presigner.url(f"TMI-0123456789/2.25.1/2.25.2/2.25.{i}.dcm")
-    per_url = (time.perf_counter() - start) / 20_000
+    per_url = (time.process_time() - start) / 20_000
     assert per_url < 50e-6, f"{per_url * 1e6:.1f} µs per URL"

@@ -21,25 +21,86 @@ from gateway.deps import OidcValidator
 from tmi.settings import Settings
 
 RESEARCH_FIELDS = {
-    "pseudonym", "sex", "ethnic_group", "modality", "body_part", "view_position", "laterality", "manufacturer",
-    "model", "age_min", "age_max", "study_date_from", "study_date_to", "study_instance_uids", "format",
-    "study_instance_uid", "age_years", "study_date", "modalities", "body_parts", "view_positions", "lateralities",
-    "manufacturers", "models", "series_count", "instance_count", "total_bytes", "items", "next_cursor", "sort",
-    "studies", "instances", "key", "size", "sha256", "url", "series_instance_uid", "sop_instance_uid",
-    "manifest_version", "manifest_id", "created_at", "expires_at", "api_url", "bucket", "filters", "count",
-    "keys", "urls", "unknown",
+    "pseudonym",
+    "sex",
+    "ethnic_group",
+    "modality",
+    "body_part",
+    "view_position",
+    "laterality",
+    "manufacturer",
+    "model",
+    "age_min",
+    "age_max",
+    "study_date_from",
+    "study_date_to",
+    "study_instance_uids",
+    "format",
+    "study_instance_uid",
+    "age_years",
+    "study_date",
+    "modalities",
+    "body_parts",
+    "view_positions",
+    "lateralities",
+    "manufacturers",
+    "models",
+    "series_count",
+    "instance_count",
+    "total_bytes",
+    "items",
+    "next_cursor",
+    "sort",
+    "studies",
+    "instances",
+    "key",
+    "size",
+    "sha256",
+    "url",
+    "series_instance_uid",
+    "sop_instance_uid",
+    "manifest_version",
+    "manifest_id",
+    "created_at",
+    "expires_at",
+    "api_url",
+    "bucket",
+    "filters",
+    "count",
+    "keys",
+    "urls",
+    "unknown",
 }
 
 
 def test_research_models_hold_only_allow_listed_fields() -> None:
-    research = [schemas.CohortFilters, schemas.CohortRequest, schemas.StudyOut, schemas.StudyPageOut,
-                schemas.CohortCountsOut, schemas.ManifestInstance, schemas.ManifestHeader, schemas.PresignRequest,
-                schemas.PresignOut, schemas.FacetsOut]
+    research = [
+        schemas.CohortFilters,
+        schemas.CohortRequest,
+        schemas.StudyOut,
+        schemas.StudyPageOut,
+        schemas.CohortCountsOut,
+        schemas.ManifestInstance,
+        schemas.ManifestHeader,
+        schemas.PresignRequest,
+        schemas.PresignOut,
+        schemas.FacetsOut,
+    ]
     for model in research:
-        assert set(model.model_fields) <= RESEARCH_FIELDS, (model.__name__, set(model.model_fields) - RESEARCH_FIELDS)
+        assert set(model.model_fields) <= RESEARCH_FIELDS, (
+            model.__name__,
+            set(model.model_fields) - RESEARCH_FIELDS,
+        )
         assert model.model_config.get("extra") == "forbid"
     assert set(CatalogEntry.__dataclass_fields__) - RESEARCH_FIELDS <= {
-        "bucket_key", "size_bytes", "sop_class_uid", "rows", "columns", "number_of_frames", "transfer_syntax"}
+        "bucket_key",
+        "size_bytes",
+        "sop_class_uid",
+        "rows",
+        "columns",
+        "number_of_frames",
+        "transfer_syntax",
+    }
 
 
 def test_cohort_filters_convert_and_drop_blank_values() -> None:
@@ -52,17 +113,33 @@ def test_cursor_round_trip_and_rejections() -> None:
     cursor = encode_cursor("-study_date", date(2024, 5, 1), "2.25.9")
     assert decode_cursor(cursor, "-study_date") == (date(2024, 5, 1), "2.25.9")
     assert decode_cursor(encode_cursor("age_years", 41, "x"), "age_years") == (41, "x")
-    for bad, sort in ((cursor, "pseudonym"), ("!!!", "pseudonym"), (encode_cursor("age_years", "41", "x"), "age_years")):
+    for bad, sort in (
+        (cursor, "pseudonym"),
+        ("!!!", "pseudonym"),
+        (encode_cursor("age_years", "41", "x"), "age_years"),
+    ):
         with pytest.raises(CatalogError):
             decode_cursor(bad, sort)
 
 
 def test_catalog_entry_from_deid_catalog_mapping() -> None:
     entry = CatalogEntry.from_catalog(
-        {"pseudonym": "TMI-0123456789", "sex": "F", "age_years": "052", "study_date": "20240115", "modality": "MG",
-         "laterality": "", "rows": 4096, "unknown_key": "ignored"},
-        study_instance_uid="2.25.1", series_instance_uid="2.25.2", sop_instance_uid="2.25.3",
-        bucket_key="TMI-0123456789/2.25.1/2.25.2/2.25.3.dcm", size_bytes=10, sha256="A" * 64,
+        {
+            "pseudonym": "TMI-0123456789",
+            "sex": "F",
+            "age_years": "052",
+            "study_date": "20240115",
+            "modality": "MG",
+            "laterality": "",
+            "rows": 4096,
+            "unknown_key": "ignored",
+        },
+        study_instance_uid="2.25.1",
+        series_instance_uid="2.25.2",
+        sop_instance_uid="2.25.3",
+        bucket_key="TMI-0123456789/2.25.1/2.25.2/2.25.3.dcm",
+        size_bytes=10,
+        sha256="A" * 64,
     )
     assert entry.age_years == 52 and entry.study_date == date(2024, 1, 15) and entry.laterality is None
     assert entry.sha256 == "a" * 64 and entry.rows == 4096
@@ -71,20 +148,30 @@ def test_catalog_entry_from_deid_catalog_mapping() -> None:
 @pytest.fixture(scope="module")
 def rsa_pair() -> tuple[object, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return key, public
 
 
 def _token(key: object, **claims: object) -> str:
-    payload = {"sub": "alice", "exp": int(time.time()) + 300, "iss": "https://idp.example", "aud": "tmi", **claims}
+    payload = {
+        "sub": "alice",
+        "exp": int(time.time()) + 300,
+        "iss": "https://idp.example",
+        "aud": "tmi",
+        **claims,
+    }
     return jwt.encode(payload, key, algorithm="RS256")  # type: ignore[arg-type]
 
 
 def test_oidc_bearer_validation(rsa_pair: tuple[object, str]) -> None:
     key, public = rsa_pair
-    settings = Settings(gateway_oidc_public_key=public, gateway_oidc_issuer="https://idp.example",
-                        gateway_oidc_audience="tmi")
+    settings = Settings(
+        gateway_oidc_public_key=public, gateway_oidc_issuer="https://idp.example", gateway_oidc_audience="tmi"
+    )
     validator = OidcValidator(settings)
     admin = validator.validate(_token(key, tmi_role=["researcher", "admin"]))
     assert admin is not None and (admin.actor, admin.role, admin.via) == ("oidc:alice", "admin", "oidc")
@@ -97,7 +184,9 @@ def test_oidc_bearer_validation(rsa_pair: tuple[object, str]) -> None:
         _token(key, tmi_role="admin", iss="https://evil.example"),  # wrong issuer
         _token(key),  # no role
         _token(other_key, tmi_role="admin"),  # wrong signature
-        jwt.encode({"sub": "x", "exp": int(time.time()) + 60, "tmi_role": "admin"}, "s" * 64, algorithm="HS256"),
+        jwt.encode(
+            {"sub": "x", "exp": int(time.time()) + 60, "tmi_role": "admin"}, "s" * 64, algorithm="HS256"
+        ),
     ):
         assert validator.validate(bad) is None
 
