@@ -8,9 +8,11 @@ instance id is a SHA-1 over the patient/study/series/SOP identifiers (irreversib
 travels as object metadata (``x-amz-meta-calling-aet``), which the pipeline passes to the de-identifier
 and the crosswalk as the sending clinic.
 
-If the object store is unreachable the instance is written to a local spool folder (``.run/...``) and
-:meth:`IntakeWriter.drain_spool` (called periodically by the plugin's background thread) uploads it
-later: an instance Orthanc accepted is never silently lost.
+The plugin uses :meth:`IntakeWriter.enqueue`: the callback only writes the instance to a local spool
+folder (one small file write; the callback runs inside the C-STORE path, so it must be fast) and background
+uploader threads put it to the bucket and delete the spool file. If the object store is unreachable the
+files stay in the spool and are retried; files left by a crash are uploaded at the next start. An instance
+Orthanc accepted is therefore never silently lost. :meth:`IntakeWriter.write` is the synchronous variant.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +44,8 @@ class IntakeWriter:
         self._client_factory = client_factory or _default_s3_client
         self._client: Any = None
         self._lock = threading.Lock()
+        self._queue: queue.Queue[Path] = queue.Queue()
+        self._uploaders: list[threading.Thread] = []
 
     @property
     def client(self) -> Any:
@@ -72,13 +77,57 @@ class IntakeWriter:
             Metadata={CALLING_AET_METADATA: (calling_aet or "").strip()},
         )
 
-    def _spool(self, key: str, data: bytes, calling_aet: str | None) -> None:
+    def _spool(self, key: str, data: bytes, calling_aet: str | None) -> Path:
         self.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         name = key.replace("/", "_")
         tmp = self.spool_dir / (name + ".tmp")
         tmp.write_bytes(data)
-        (self.spool_dir / (name + ".json")).write_text(json.dumps({"key": key, "calling_aet": calling_aet}))
         os.replace(tmp, self.spool_dir / name)
+        meta = self.spool_dir / (name + ".json")
+        meta_tmp = self.spool_dir / (name + ".json.tmp")
+        meta_tmp.write_text(json.dumps({"key": key, "calling_aet": calling_aet}))
+        os.replace(meta_tmp, meta)  # the .json appears last: a spooled entry is complete when it exists
+        return meta
+
+    def enqueue(self, instance_id: str, data: bytes, calling_aet: str | None) -> str:
+        """Spool one instance and hand it to the uploader threads (:meth:`start_uploaders`)."""
+        key = self.key_for(instance_id)
+        self._queue.put(self._spool(key, data, calling_aet))
+        return key
+
+    def _upload_spooled(self, meta_path: Path) -> bool:
+        data_path = meta_path.with_suffix("")
+        try:
+            meta = json.loads(meta_path.read_text())
+            data = data_path.read_bytes()
+        except FileNotFoundError:
+            return True  # another thread (or the drainer) uploaded it already
+        self._put(meta["key"], data, meta.get("calling_aet"))
+        data_path.unlink(missing_ok=True)
+        meta_path.unlink(missing_ok=True)
+        return True
+
+    def start_uploaders(self, count: int = 2, retry_s: float = 5.0) -> None:
+        """Start ``count`` daemon threads uploading spooled instances; failures wait ``retry_s`` and retry."""
+        def loop() -> None:
+            while True:
+                meta_path = self._queue.get()
+                while True:
+                    try:
+                        self._upload_spooled(meta_path)
+                        break
+                    except Exception as exc:  # noqa: BLE001 - keep the file, retry later
+                        logger.warning("intake upload failed, retrying: %s", type(exc).__name__)
+                        time.sleep(retry_s)
+
+        for n in range(count):
+            thread = threading.Thread(target=loop, name=f"tmi-intake-upload-{n}", daemon=True)
+            thread.start()
+            self._uploaders.append(thread)
+
+    def pending(self) -> int:
+        """Spooled instances not uploaded yet."""
+        return len(list(self.spool_dir.glob("*.json"))) if self.spool_dir.exists() else 0
 
     def drain_spool(self) -> int:
         """Upload every spooled instance; return how many were uploaded (stops at the first failure)."""
@@ -89,14 +138,11 @@ class IntakeWriter:
             data_path = meta_path.with_suffix("")
             if not data_path.exists():
                 continue
-            meta = json.loads(meta_path.read_text())
             try:
-                self._put(meta["key"], data_path.read_bytes(), meta.get("calling_aet"))
+                self._upload_spooled(meta_path)
             except Exception as exc:  # noqa: BLE001 - still down: keep the spool, try later
                 logger.warning("spool drain paused: %s", type(exc).__name__)
                 break
-            data_path.unlink()
-            meta_path.unlink()
             done += 1
         return done
 

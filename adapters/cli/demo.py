@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -71,7 +72,7 @@ def _send_cstore(stack: Any, paths: list[Path]) -> None:
         result = subprocess.run(
             ["storescu", "-aet", DEMO_AET, "-aec", settings.intake_aet, "127.0.0.1",
              str(settings.intake_dicom_port), *map(str, chunk)],
-            capture_output=True, text=True, check=False,
+            capture_output=True, text=True, check=False, env={**os.environ, "TCP_NODELAY": "1"},
         )
         if result.returncode != 0:
             raise SystemExit(f"demo: storescu failed ({result.returncode}): {result.stderr.strip()[-500:]}")

@@ -233,6 +233,9 @@ class Stack:
             "TMI_INTAKE_STORAGE_DIR": str(self.run_dir / "orthanc" / "intake"),
             "TMI_RESEARCH_STORAGE_DIR": str(self.run_dir / "orthanc" / "research"),
             "TMI_INTAKE_SPOOL_DIR": str(self.run_dir / "orthanc" / "intake-spool"),
+            # DCMTK (inside Orthanc) disables Nagle's algorithm when TCP_NODELAY is set: without it every
+            # DIMSE exchange waits on delayed ACKs (~100 ms per C-STORE on loopback instead of ~20 ms).
+            "TCP_NODELAY": "1",
         })
         return env
 

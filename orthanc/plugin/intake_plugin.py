@@ -28,12 +28,14 @@ if _ROLE == "intake":
     _WRITER = from_config(_CONFIG)
 
     def _on_stored_instance(dicom, instance_id):
-        """Orthanc stored an instance: copy it to the intake bucket (spool on failure)."""
-        key = _WRITER.write(instance_id, dicom.GetInstanceData(), dicom.GetInstanceRemoteAet())
+        """Orthanc stored an instance: spool it; the uploader threads put it to the intake bucket."""
+        key = _WRITER.enqueue(instance_id, dicom.GetInstanceData(), dicom.GetInstanceRemoteAet())
         orthanc.LogInfo(f"TMI intake: instance {instance_id} -> s3://{_WRITER.bucket}/{key}")
 
     orthanc.RegisterOnStoredInstanceCallback(_on_stored_instance)
-    _WRITER.run_spool_drainer(float(_CONFIG.get("SpoolRetrySeconds", 5)))
+    _WRITER.drain_spool()  # whatever an earlier run left behind
+    _WRITER.start_uploaders(int(_CONFIG.get("UploadThreads", 2)), float(_CONFIG.get("SpoolRetrySeconds", 5)))
+    _WRITER.run_spool_drainer(float(_CONFIG.get("SpoolRetrySeconds", 5)) * 6)
     orthanc.LogWarning(f"TMI intake plugin: writing to bucket {_WRITER.bucket}")
 
 elif _ROLE == "research":

@@ -69,3 +69,22 @@ def test_research_access_is_read_only_for_researchers() -> None:
     assert not allowed("POST", "/dicom-web/studies", {}, writers)
     assert allowed("POST", "/dicom-web/studies", _basic("tmi-pipeline"), writers)
     assert allowed("DELETE", "/instances/x", _basic("tmi-pipeline"), writers)
+
+
+def test_enqueue_spools_then_uploader_threads_put_and_clean_up(tmp_path: Path) -> None:
+    import time
+
+    s3 = FlakyS3()
+    writer = IntakeWriter("tmi-intake", "incoming/", tmp_path / "spool", client_factory=lambda: s3)
+    s3.down = True
+    keys = [writer.enqueue(f"id{n}", b"D%d" % n, "M1") for n in range(3)]
+    assert writer.pending() == 3  # spooled at once, whatever S3 does
+    writer.start_uploaders(count=2, retry_s=0.05)
+    time.sleep(0.2)
+    assert s3.objects == {}
+    s3.down = False
+    deadline = time.monotonic() + 5
+    while writer.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sorted(s3.objects) == sorted(keys)
+    assert list((tmp_path / "spool").iterdir()) == []

@@ -1,0 +1,301 @@
+"""Pipeline benchmark: ``python -m bench.pipeline`` (``make bench-pipeline``).
+
+Starts a complete local stack in a temporary folder on free loopback ports (PostgreSQL, moto, intake and
+research Orthanc, ``TMI_PIPELINE_WORKERS`` workers), then measures two things with small synthetic PHI-rich
+instances sent over DICOM C-STORE by pynetdicom, like modalities:
+
+1. **throughput**: ``--count`` (1,000) instances pushed as fast as possible through 4 parallel associations;
+   sustained instances/s = instances / (last research-visible − first C-STORE start);
+2. **latency at an offered load**: ``--rate`` (10) instances/s for ``--seconds`` (30) through 4 associations;
+   per instance, from C-STORE completion (the modality's success response) to visibility in the research
+   Orthanc (observed on its ``/changes`` feed, polled every 50 ms, each new instance's SOP Instance UID
+   read back and matched to the keyed-hash UID of what was sent) — p50/p95/max.
+
+Everything binds 127.0.0.1 (Orthanc listens on all interfaces; see docs/operations.md) and stops by itself.
+Results go to ``bench/results/pipeline.json`` with the machine description; targets are reported, not
+asserted: ≥30 instances/s sustained, p95 ≤2 s at 10 instances/s offered, on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def bench_stack(workers: int) -> Iterator[Any]:
+    """A stack on free ports in a temp dir (no gateway); torn down afterwards."""
+    from adapters.pipeline.config import get_pipeline_settings
+    from adapters.stack import Stack
+    from tmi.settings import Settings, get_settings
+
+    run_dir = Path(tempfile.mkdtemp(prefix="tmi-bench-pipeline-"))
+    env = {
+        "TMI_RUN_DIR": str(run_dir), "TMI_PG_PORT": str(_free_port()), "TMI_S3_PORT": str(_free_port()),
+        "TMI_INTAKE_DICOM_PORT": str(_free_port()), "TMI_INTAKE_HTTP_PORT": str(_free_port()),
+        "TMI_RESEARCH_DICOM_PORT": str(_free_port()), "TMI_RESEARCH_HTTP_PORT": str(_free_port()),
+        "TMI_GATEWAY_PORT": str(_free_port()), "TMI_STACK_GATEWAY": "0", "TMI_PIPELINE_WORKERS": str(workers),
+    }
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "TMI_DATABASE_URL",
+                "TMI_DEID_KEY", "TMI_DEID_KEY_FILE"):
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    get_settings.cache_clear()
+    get_pipeline_settings.cache_clear()
+    stack = Stack(Settings(), workers=workers)
+    try:
+        stack.up(progress=lambda m: print(f"bench: {m}", flush=True))
+        yield stack
+    finally:
+        stack.down()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def make_instances(count: int, seed: str, rows: int, columns: int) -> list[Any]:
+    """``count`` small PHI-rich MG instances (pydicom datasets), all distinct."""
+    from tmi.synthetic.dicom import small_instance
+
+    return [small_instance(i, seed=seed, rows=rows, columns=columns, modality="MG") for i in range(count)]
+
+
+class ResearchWatcher(threading.Thread):
+    """Polls the research Orthanc's ``/changes`` feed; records when each SOP Instance UID became visible."""
+
+    def __init__(self, base_url: str, auth: tuple[str, str]) -> None:
+        super().__init__(daemon=True, name="research-watcher")
+        import requests
+
+        self.session = requests.Session()
+        self.session.auth = auth
+        self.base = base_url
+        self.seen: dict[str, float] = {}
+        self.stop = threading.Event()
+        last = self.session.get(f"{base_url}/changes", params={"last": ""}, timeout=10).json()
+        self.since = int(last.get("Last", 0))
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                page = self.session.get(f"{self.base}/changes", params={"since": self.since, "limit": 1000},
+                                        timeout=10).json()
+            except Exception:  # noqa: BLE001 - keep polling through a hiccup
+                time.sleep(0.05)
+                continue
+            now = time.time()
+            for change in page.get("Changes", []):
+                if change.get("ChangeType") == "NewInstance":
+                    tags = self.session.get(f"{self.base}/instances/{change['ID']}", timeout=10).json()
+                    sop = tags.get("MainDicomTags", {}).get("SOPInstanceUID")
+                    if sop:
+                        self.seen.setdefault(sop, now)
+            self.since = int(page.get("Last", self.since))
+            if page.get("Done", True):
+                time.sleep(0.05)
+
+
+def _disable_nagle() -> None:
+    """Set TCP_NODELAY on pynetdicom's client sockets, as modalities' DICOM stacks usually do (without it
+    each DIMSE exchange waits on a delayed ACK)."""
+    from pynetdicom.transport import AssociationSocket
+
+    if getattr(AssociationSocket, "_tmi_nodelay", False):
+        return
+    original = AssociationSocket._create_socket
+
+    def create(self: Any, address: Any) -> Any:
+        sock = original(self, address)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    AssociationSocket._create_socket = create  # type: ignore[method-assign]
+    AssociationSocket._tmi_nodelay = True  # type: ignore[attr-defined]
+
+
+def send(stack: Any, datasets: list[Any], associations: int, rate: float | None) -> dict[str, float]:
+    """C-STORE ``datasets`` over ``associations`` parallel associations; optionally paced to ``rate``/s.
+
+    Returns ``{sop uid: time the C-STORE response arrived}``.
+    """
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    from pynetdicom import AE
+    from pynetdicom.sop_class import DigitalMammographyXRayImageStorageForPresentation  # type: ignore
+
+    _disable_nagle()
+    done: dict[str, float] = {}
+    lock = threading.Lock()
+    start = time.time()
+    failures: list[str] = []
+
+    def worker(part: int) -> None:
+        ae = AE(ae_title="DEMO_MODALITY")
+        ae.add_requested_context(DigitalMammographyXRayImageStorageForPresentation,
+                                 [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        assoc = ae.associate("127.0.0.1", stack.settings.intake_dicom_port,
+                             ae_title=stack.settings.intake_aet)
+        if not assoc.is_established:
+            failures.append("association rejected")
+            return
+        try:
+            for index in range(part, len(datasets), associations):
+                if rate:
+                    delay = start + index / rate - time.time()
+                    if delay > 0:
+                        time.sleep(delay)
+                ds = datasets[index]
+                status = assoc.send_c_store(ds)
+                if status is None or int(getattr(status, "Status", 0xFFFF)) != 0:
+                    failures.append(f"C-STORE status {getattr(status, 'Status', None)}")
+                    continue
+                with lock:
+                    done[str(ds.SOPInstanceUID)] = time.time()
+        finally:
+            assoc.release()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(associations)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} C-STORE failures, e.g. {failures[0]}")
+    return done
+
+
+def wait_visible(watcher: ResearchWatcher, research_uids: dict[str, str],
+                 timeout_s: float) -> dict[str, float]:
+    """Wait until every research UID was seen; return ``{original sop: visible time}``."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if all(uid in watcher.seen for uid in research_uids.values()):
+            break
+        time.sleep(0.1)
+    return {sop: watcher.seen[uid] for sop, uid in research_uids.items() if uid in watcher.seen}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run both phases; return the results document."""
+    from tmi.deid import UidMapper, load_key
+
+    with bench_stack(args.workers) as stack:
+        key = load_key(stack.env()["TMI_DEID_KEY_FILE"])
+        uids = UidMapper(key)
+        secrets = stack.secrets()
+        watcher = ResearchWatcher(stack.research_http, (stack.settings.research_orthanc_user,
+                                                        secrets.research_pipeline_password))
+        watcher.start()
+        results: dict[str, Any] = {}
+
+        print(f"bench: generating {args.count} + {int(args.rate * args.seconds)} instances", flush=True)
+        burst = make_instances(args.count, "bench-burst", args.rows, args.columns)
+        paced = make_instances(int(args.rate * args.seconds), "bench-paced", args.rows, args.columns)
+        size = len(burst[0].PixelData)
+
+        print(f"bench: throughput phase: {args.count} instances, {args.associations} associations",
+              flush=True)
+        t0 = time.time()
+        stored = send(stack, burst, args.associations, rate=None)
+        t_sent = time.time()
+        visible = wait_visible(watcher, {s: uids.map(s) for s in stored}, args.timeout_s)
+        last = max(visible.values()) if visible else float("nan")
+        lat = [visible[s] - stored[s] for s in visible]
+        results["throughput"] = {
+            "instances": args.count, "associations": args.associations, "visible": len(visible),
+            "cstore_seconds": round(t_sent - t0, 2), "cstore_per_s": round(args.count / (t_sent - t0), 1),
+            "end_to_end_seconds": round(last - t0, 2),
+            "sustained_instances_per_s": round(len(visible) / (last - t0), 1) if visible else 0.0,
+            "latency_p50_s": round(statistics.median(lat), 3) if lat else None,
+            "latency_p95_s": round(percentile(lat, 95), 3) if lat else None,
+        }
+        print(f"bench: {results['throughput']}", flush=True)
+
+        print(f"bench: latency phase: {args.rate}/s offered for {args.seconds}s", flush=True)
+        stored = send(stack, paced, args.associations, rate=args.rate)
+        visible = wait_visible(watcher, {s: uids.map(s) for s in stored}, args.timeout_s)
+        lat = [visible[s] - stored[s] for s in visible]
+        results["latency"] = {
+            "offered_instances_per_s": args.rate, "instances": len(paced), "visible": len(visible),
+            "p50_s": round(statistics.median(lat), 3) if lat else None,
+            "p95_s": round(percentile(lat, 95), 3) if lat else None,
+            "max_s": round(max(lat), 3) if lat else None,
+        }
+        print(f"bench: {results['latency']}", flush=True)
+        watcher.stop.set()
+        with stack_db(stack) as conn:
+            results["pipeline_states"] = dict(conn.execute(
+                "SELECT state, count(*) FROM pipeline_objects GROUP BY state").fetchall())
+
+    results["instance"] = {"rows": args.rows, "columns": args.columns, "pixel_bytes": size,
+                           "modality": "MG", "phi_rich": True}
+    results["stack"] = {"workers": args.workers,
+                        "threads_per_worker": int(os.environ.get("TMI_PIPELINE_THREADS", "4")),
+                        "s3": "moto server (in memory)", "orthanc": "1.10 (Debian), SQLite index"}
+    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
+                          "python": platform.python_version(), "processor": platform.processor() or "?"}
+    results["targets"] = {
+        "sustained_instances_per_s_min": 30,
+        "sustained_met": (results["throughput"]["sustained_instances_per_s"] or 0) >= 30,
+        "p95_at_10_per_s_max_s": 2.0,
+        "p95_met": results["latency"]["p95_s"] is not None and results["latency"]["p95_s"] <= 2.0,
+    }
+    results["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return results
+
+
+@contextmanager
+def stack_db(stack: Any) -> Iterator[Any]:
+    """A connection to the bench stack's database."""
+    import psycopg
+
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        yield conn
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line."""
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--associations", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--rows", type=int, default=128)
+    parser.add_argument("--columns", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("TMI_PIPELINE_WORKERS", "2")))
+    parser.add_argument("--timeout-s", type=float, default=300.0)
+    parser.add_argument("--out", type=Path, default=RESULTS / "pipeline.json")
+    args = parser.parse_args(argv)
+    results = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
