@@ -108,10 +108,10 @@ class CatalogEntry:
         values = {k: v for k, v in catalog.items() if k in known}
         values["study_date"] = parse_study_date(values.get("study_date"))
         for key in ("age_years", "rows", "columns", "number_of_frames"):
-            if values.get(key) in ("", None):
-                values[key] = None
-            else:
-                values[key] = int(values[key])
+            try:
+                values[key] = None if values.get(key) in ("", None) else int(values[key])
+            except (TypeError, ValueError):
+                values[key] = None  # a malformed optional attribute never blocks publishing
         for key, value in list(values.items()):
             if value == "":
                 values[key] = None
