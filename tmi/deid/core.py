@@ -28,7 +28,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import dcmread, read_dataset
-from pydicom.filewriter import write_file_meta_info, write_sequence
+from pydicom.filewriter import write_sequence
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
@@ -46,7 +46,7 @@ from tmi.deid.profile import Profile
 from tmi.deid.pseudonyms import alias_for
 from tmi.deid.stream import PIXEL_TAGS, PixelSpan, copy_span, locate_pixel_element
 from tmi.deid.uids import UidMapper
-from tmi.deid.verifier import Tokens, TokenSet, find_path
+from tmi.deid.verifier import RawScanError, Tokens, TokenSet, find_path, scan_raw_sequence
 from tmi.deid.writer import HeaderWriter
 from tmi.errors import PoisonInputError
 from tmi.ports import PatientPHI, PseudonymAssignment, PseudonymProvider
@@ -65,6 +65,7 @@ _EQUIPMENT_TAGS = (0x00080070, 0x00081090, 0x00181020, 0x00080060, 0x00180015)
 _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
 _TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 _DATE_VRS = frozenset({"DA", "DT"})
+_PATIENT_ID_TAGS = frozenset({0x00100020})
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,14 +240,7 @@ class Deidentifier:
         if not research.sop_instance_uid:
             raise PoisonInputError(reasons.MISSING_REQUIRED, "SOPInstanceUID missing after de-identification")
 
-        new_meta = FileMetaDataset()
-        new_meta.FileMetaInformationVersion = b"\x00\x01"
-        new_meta.MediaStorageSOPClassUID = UID(research.sop_class_uid)
-        new_meta.MediaStorageSOPInstanceUID = UID(research.sop_instance_uid)
-        new_meta.TransferSyntaxUID = ts
-        new_meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-        new_meta.ImplementationVersionName = IMPLEMENTATION_VERSION
-
+        new_meta = _meta_bytes(research.sop_class_uid, research.sop_instance_uid, str(ts))
         header = _serialise(ds, new_meta, implicit, little)
         trailer = b""
         if trailer_ds is not None and len(trailer_ds):
@@ -350,13 +344,9 @@ class Deidentifier:
         return trailer
 
     def _check_charset(self, ds: Dataset) -> None:
-        raw = ds.get_item(0x00080005)
-        if raw is None:
-            return
-        value = ds.SpecificCharacterSet
-        terms = list(value) if isinstance(value, MultiValue | list) else [value]
-        for term in terms:
-            term = str(term or "").strip()
+        value = _get(ds, 0x00080005)
+        for term in (value or "").split("\\"):
+            term = term.strip()
             if term and term not in python_encoding:
                 raise PoisonInputError(reasons.CHARSET_UNSUPPORTED, f"SpecificCharacterSet term {term!r}")
 
@@ -485,15 +475,31 @@ def _text(ds: Dataset, keyword: str, codec: str | None = None) -> str | None:
 
 def _phi(ds: Dataset, calling_aet: str | None, codec: str | None = None) -> PatientPHI:
     other: list[str] = []
-    ids = ds.get("OtherPatientIDs")
+    ids = _get(ds, 0x00101000, codec)  # OtherPatientIDs
     if ids:
-        other.extend(
-            str(v).strip() for v in (ids if isinstance(ids, MultiValue | list) else [ids]) if str(v).strip()
-        )
-    for item in ds.get("OtherPatientIDsSequence", None) or ():
-        value = _text(item, "PatientID", codec)
-        if value:
-            other.append(value)
+        other.extend(v.strip() for v in ids.split("\\") if v.strip())
+    seq_elem = ds._dict.get(0x00101002)  # type: ignore[call-overload]  # OtherPatientIDsSequence
+    if seq_elem is not None and codec is not None and isinstance(seq_elem, RawDataElement) and seq_elem.value:
+        # Read the IDs straight from the bytes: the sequence is removed anyway, parsing it is waste.
+        found: list[str] = []
+        try:
+            scan_raw_sequence(
+                seq_elem.value,
+                seq_elem.is_implicit_VR,
+                seq_elem.is_little_endian,
+                codec,
+                _PATIENT_ID_TAGS,
+                lambda _tag, text: found.append(text),
+            )
+            other.extend(t.strip(" \x00") for t in found if t.strip(" \x00"))
+            seq_elem = None
+        except RawScanError:
+            pass
+    if seq_elem is not None:
+        for item in ds[0x00101002].value or ():
+            value = _text(item, "PatientID", codec)
+            if value:
+                other.append(value)
     return PatientPHI(
         patient_id=_text(ds, "PatientID", codec),
         issuer=_text(ds, "IssuerOfPatientID", codec),
@@ -581,11 +587,25 @@ def _age(birth: str | None, on: str | None) -> str | None:
     return f"{(day - born).days:03d}D"
 
 
-def _serialise(ds: Dataset, meta: FileMetaDataset, implicit: bool, little: bool) -> bytes:
-    buf = DicomBytesIO()
-    buf.write(_PREAMBLE)
-    write_file_meta_info(buf, meta, enforce_standard=True)
-    out = bytearray(buf.getvalue())
+def _meta_bytes(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
+    """File meta information (PS3.10 7.1), always explicit VR little endian, with its group length."""
+    writer = HeaderWriter(False, True)
+    body = bytearray()
+    for tag, vr, value in (
+        (0x00020001, "OB", b"\x00\x01"),
+        (0x00020002, "UI", pad(sop_class.encode("ascii"), "UI")),
+        (0x00020003, "UI", pad(sop_instance.encode("ascii"), "UI")),
+        (0x00020010, "UI", pad(transfer_syntax.encode("ascii"), "UI")),
+        (0x00020012, "UI", pad(IMPLEMENTATION_CLASS_UID.encode("ascii"), "UI")),
+        (0x00020013, "SH", pad(IMPLEMENTATION_VERSION.encode("ascii"), "SH")),
+    ):
+        body += writer.element_head(tag, vr, len(value))
+        body += value
+    return _PREAMBLE + writer.element_head(0x00020000, "UL", 4) + struct.pack("<L", len(body)) + bytes(body)
+
+
+def _serialise(ds: Dataset, meta: bytes, implicit: bool, little: bool) -> bytes:
+    out = bytearray(meta)
     HeaderWriter(implicit, little).dataset(ds, _encodings_of(ds, "iso8859"), out)
     return bytes(out)
 

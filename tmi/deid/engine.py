@@ -22,7 +22,15 @@ from pydicom.tag import BaseTag
 
 from tmi.deid.profile import NOTE, Profile
 from tmi.deid.uids import UidMapper
-from tmi.deid.verifier import TOKEN_KIND, Tokens, TokenSet, collect_element, collect_tokens
+from tmi.deid.verifier import (
+    TOKEN_KIND,
+    RawScanError,
+    Tokens,
+    TokenSet,
+    collect_element,
+    collect_raw_sequence,
+    collect_tokens,
+)
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +291,13 @@ class Engine:
                 self.apply(item)
 
     def _collect_seq(self, ds: Dataset, tag: int) -> None:
+        elem = ds._dict[tag]  # type: ignore[index]
+        if self.codec is not None and isinstance(elem, RawDataElement) and elem.value is not None:
+            try:
+                collect_raw_sequence(elem.value, self.implicit, self.little, self.codec, self.tokens)
+                return
+            except RawScanError:
+                log.debug("raw sequence scan fell back to pydicom")
         value = ds[tag].value
         if isinstance(value, Sequence):
             for item in value:

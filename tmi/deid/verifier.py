@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pydicom._dicom_dict import DicomDictionary
@@ -191,6 +191,7 @@ class TokenSet:
             kept.append(token)
         # Longest first so whole names are replaced before their components.
         self.tokens = sorted(set(kept), key=lambda t: (-len(t), t))
+        self._folded = [t.lower() for t in self.tokens]
         self._whole_word_below = whole_word_below
         self.encodings = list(encodings or ["ISO_IR 6"])
         # Values TMI itself wrote (the alias, the pseudonym) are blanked before scanning: a real given
@@ -215,11 +216,17 @@ class TokenSet:
             seen: dict[bytes, bool] = {}
             for token in self.tokens:
                 whole = self._whole(token)
-                for variant in {token, token.upper(), token.lower()}:
-                    for encoded in _encodings_of(variant, self._encodings):
-                        if encoded:
-                            key = encoded.lower()
-                            seen[key] = seen.get(key, True) and whole
+                if token.isascii():
+                    # ASCII is the same bytes in every character set DICOM allows (ISO 2022 starts in it).
+                    variants = {token.lower().encode("ascii")}
+                else:
+                    variants = set()
+                    for variant in {token, token.upper(), token.lower()}:
+                        variants |= _encodings_of(variant, self._encodings)
+                for encoded in variants:
+                    if encoded:
+                        key = encoded.lower()
+                        seen[key] = seen.get(key, True) and whole
             self._needles = sorted(seen.items(), key=lambda kv: -len(kv[0]))
         return self._needles
 
@@ -239,7 +246,7 @@ class TokenSet:
         if not self.tokens or not text:
             return text
         folded = text.lower()
-        if len(folded) == len(text) and not any(t.lower() in folded for t in self.tokens):
+        if len(folded) == len(text) and not any(t in folded for t in self._folded):
             return text  # the common case: nothing to scrub, no regex needed
         return self._text_pattern().sub(replacement, text)
 
@@ -248,7 +255,7 @@ class TokenSet:
         if not self.tokens or not text:
             return False
         folded = text.lower()
-        if len(folded) == len(text) and not any(t.lower() in folded for t in self.tokens):
+        if len(folded) == len(text) and not any(t in folded for t in self._folded):
             return False
         return self._text_pattern().search(text) is not None
 
@@ -284,6 +291,8 @@ _ALNUM = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVW
 
 def _weight(token: str) -> int:
     """Length for the minimum-length rule: wide (CJK) characters count twice, as they carry more."""
+    if token.isascii():
+        return len(token)
     return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in token)
 
 
@@ -360,3 +369,100 @@ def find_path(
         if tokens.contains_bytes(bytes(out)):
             return path
     return None
+
+
+class RawScanError(Exception):
+    """The raw sequence bytes do not parse; the caller falls back to pydicom."""
+
+
+_ITEM_TAG = 0xFFFEE000
+_ITEM_DELIM_TAG = 0xFFFEE00D
+_SEQ_DELIM_TAG = 0xFFFEE0DD
+_LONG_LEN_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+
+
+def collect_raw_sequence(value: bytes, implicit: bool, little: bool, codec: str, tokens: Tokens) -> None:
+    """Add the identifying tokens found in an undecoded sequence value to ``tokens``."""
+
+    def on_value(tag: int, text: str) -> None:
+        kind = TOKEN_KIND.get(tag)
+        if kind is not None:
+            tokens.add_value(kind, text)
+
+    scan_raw_sequence(value, implicit, little, codec, TOKEN_TAGS, on_value)
+
+
+def scan_raw_sequence(
+    value: bytes,
+    implicit: bool,
+    little: bool,
+    codec: str,
+    wanted: frozenset[int],
+    on_value: Callable[[int, str], None],
+) -> None:
+    """Collect identifying tokens from an undecoded sequence value without building pydicom objects.
+
+    Used for sequences the profile removes or empties: their values never reach the output, but what
+    they say about the patient (other IDs, names) is still looked for elsewhere. Parsing them with
+    pydicom would cost more than the rest of the instance; this walks the bytes with ``struct`` only.
+    Raises ``RawScanError`` on anything unexpected, so the caller can fall back to pydicom.
+    """
+    import struct
+
+    endian = "<" if little else ">"
+    tag_len = struct.Struct(endian + "HHL")
+    short = struct.Struct(endian + "H")
+    long_ = struct.Struct(endian + "L")
+    end_all = len(value)
+
+    def element_header(pos: int) -> tuple[int, bytes | None, int, int]:
+        if pos + 8 > end_all:
+            raise RawScanError("header past end")
+        group, elem, length = tag_len.unpack_from(value, pos)
+        tag = group << 16 | elem
+        if implicit or group == 0xFFFE:
+            return tag, None, length, pos + 8
+        vr = value[pos + 4 : pos + 6]
+        if vr in _LONG_LEN_VRS:
+            if pos + 12 > end_all:
+                raise RawScanError("header past end")
+            return tag, vr, long_.unpack_from(value, pos + 8)[0], pos + 12
+        return tag, vr, short.unpack_from(value, pos + 6)[0], pos + 8
+
+    def sequence(pos: int, end: int | None) -> int:
+        # Items until ``end`` (defined length) or the sequence delimiter (undefined length).
+        while end is None or pos < end:
+            tag, _vr, length, pos = element_header(pos)
+            if tag == _SEQ_DELIM_TAG:
+                return pos
+            if tag != _ITEM_TAG:
+                raise RawScanError("not an item")
+            pos = dataset(pos, None if length == 0xFFFFFFFF else pos + length)
+        return pos
+
+    def dataset(pos: int, end: int | None) -> int:
+        while end is None or pos < end:
+            tag, vr, length, pos = element_header(pos)
+            if tag == _ITEM_DELIM_TAG:
+                return pos
+            entry = DicomDictionary.get(tag)
+            is_sq = vr == b"SQ" or (vr is None and entry is not None and entry[0] == "SQ")
+            if length == 0xFFFFFFFF:
+                if not is_sq and vr != b"UN":
+                    raise RawScanError("undefined length outside a sequence")
+                pos = sequence(pos, None)
+                continue
+            if pos + length > end_all:
+                raise RawScanError("value past end")
+            if is_sq:
+                sequence(pos, pos + length)
+            else:
+                if tag in wanted:
+                    for part in value[pos : pos + length].decode(codec, "replace").split("\\"):
+                        on_value(tag, part)
+            pos += length
+        return pos
+
+    sequence(0, end_all)
