@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from psycopg_pool import PoolTimeout
 
 from gateway.deps import LoginRequired
 from gateway.routers import admin, events, pages, research
@@ -101,6 +103,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @app.exception_handler(InvalidChangeError)
     async def invalid_change(request: Request, exc: InvalidChangeError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        logger.warning("database unavailable: %s", type(exc).__name__)
+        return JSONResponse(
+            {"detail": "the database is unavailable; retry later"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(RetryableError)
     async def retryable(request: Request, exc: RetryableError) -> JSONResponse:

@@ -38,11 +38,13 @@ class Services:
         dsn: str | None = None,
         event_handler: EventHandler | None = None,
         s3_client: Any = None,
+        pool_timeout: float = 10.0,
     ) -> None:
         self.settings = settings
         self.dsn = dsn or settings.effective_database_url
         self.event_handler: EventHandler = event_handler or _default_event_handler
         self._s3 = s3_client
+        self.pool_timeout = pool_timeout
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._crosswalk: Any = None
@@ -56,8 +58,9 @@ class Services:
                     open=False,
                     min_size=1,
                     max_size=max(2, self.settings.gateway_pool_max),
-                    kwargs={"autocommit": True},
+                    kwargs={"autocommit": True, "connect_timeout": 5},
                     name="tmi-gateway",
+                    timeout=self.pool_timeout,
                 )
                 pool.open()
                 self._pool = pool

@@ -220,3 +220,17 @@ def test_orthanc_ids_match_orthancs_hashing() -> None:
     links = study_links([SimpleNamespace(id=7, anon_study_uid="2.25.1")], "TMI-0123456789", Settings())
     assert links[0].intake == "/ui/admin/orthanc/intake/studies/7"
     assert links[0].research.startswith("http://127.0.0.1:8043/app/explorer.html#study?uuid=")
+
+
+def test_database_down_answers_503_not_500() -> None:
+    from fastapi.testclient import TestClient
+
+    from gateway.app import create_app
+    from gateway.services import Services
+
+    settings = Settings()
+    services = Services(settings, dsn="postgresql://postgres@127.0.0.1:9/none", pool_timeout=0.5)
+    with TestClient(create_app(settings, services)) as client:
+        response = client.get("/research/studies", headers={"Authorization": "Bearer tmi_x"})
+        assert response.status_code == 503 and response.headers["retry-after"] == "5"
+        assert client.get("/healthz").json() == {"status": "ok"}
