@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -66,12 +65,3 @@ def test_expiry_bounds_and_expires_at() -> None:
     with pytest.raises(ValueError):
         Presigner.from_client(client, "b", 8 * 24 * 3600)
 
-
-def test_fast_enough_for_100k_manifests() -> None:
-    client = _client(endpoint="http://127.0.0.1:9000", style="path", token="t")
-    presigner = Presigner.from_client(client, "tmi-research", 3600)
-    start = time.process_time()  # CPU time: other processes on the machine do not count
-    for i in range(20_000):
-        presigner.url(f"TMI-0123456789/2.25.1/2.25.2/2.25.{i}.dcm")
-    per_url = (time.process_time() - start) / 20_000
-    assert per_url < 50e-6, f"{per_url * 1e6:.1f} µs per URL"
