@@ -25,7 +25,7 @@ from pydicom.charset import python_encoding
 from pydicom.datadict import keyword_dict
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import dcmread, read_dataset
 from pydicom.filewriter import write_sequence
@@ -58,6 +58,17 @@ IMPLEMENTATION_CLASS_UID = "2.25." + str(
 )
 IMPLEMENTATION_VERSION = "TMI_0_1"
 _PREAMBLE = b"\x00" * 128 + b"DICM"
+_DECODE_ERRORS = (
+    BytesLengthException,
+    IndexError,
+    KeyError,
+    NotImplementedError,
+    OverflowError,
+    TypeError,
+    UnicodeError,
+    ValueError,
+    struct.error,
+)
 # StudyDate, SeriesDate, AcquisitionDate, ContentDate
 _FULL_DATE_TAGS = (0x00080020, 0x00080021, 0x00080022, 0x00080023)
 # Manufacturer, ManufacturerModelName, SoftwareVersions, Modality, BodyPartExamined
@@ -139,6 +150,14 @@ class Deidentifier:
                 # pydicom warns about many harmless non-conformances; the outcome says what matters.
                 warnings.simplefilter("ignore")
                 prepared = self._prepare(src, result, calling_aet)
+        except _DECODE_ERRORS as exc:
+            # A value pydicom cannot decode (corrupt VR, odd byte count, bad encoding): the input is bad,
+            # not TMI. Nothing was written; the class name is the only detail (messages may quote PHI).
+            result.outcome = "quarantined"
+            result.reason = reasons.UNPARSEABLE
+            result.detail = f"an element cannot be decoded ({exc.__class__.__name__})"
+            log.info("quarantined: %s (%s)", result.reason, result.detail)
+            return result
         except PoisonInputError as exc:
             result.outcome = "quarantined"
             result.reason = exc.reason

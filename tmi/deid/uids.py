@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 from pydicom._uid_dict import UID_dictionary
 
@@ -34,9 +35,18 @@ WELL_KNOWN_EXTRA = frozenset(
 _MAX_CACHE = 200_000
 
 
+_UID_SYNTAX = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
 def is_well_known(uid: str) -> bool:
-    """True for UIDs that are public standard constants (SOP classes, transfer syntaxes, coding schemes)."""
-    return uid in UID_dictionary or uid in WELL_KNOWN_EXTRA or uid.startswith(WELL_KNOWN_ROOTS)
+    """True for UIDs that are public standard constants (SOP classes, transfer syntaxes, coding schemes).
+
+    A value under the DICOM root must still be a syntactically valid UID: a corrupted one is not a
+    standard constant and is remapped like any other value.
+    """
+    if uid in UID_dictionary or uid in WELL_KNOWN_EXTRA:
+        return True
+    return uid.startswith(WELL_KNOWN_ROOTS) and len(uid) <= 64 and _UID_SYNTAX.match(uid) is not None
 
 
 class UidMapper:

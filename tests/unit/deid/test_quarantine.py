@@ -154,3 +154,27 @@ def test_every_reason_is_documented() -> None:
     doc = (Path(__file__).resolve().parents[3] / "docs" / "deid.md").read_text()
     for code in reasons.ALL:
         assert code in doc, code
+
+
+def test_corrupted_headers_never_raise_and_never_leak(deid: Deidentifier) -> None:
+    """Random byte corruption: every outcome is a write that passed the verifier or a quarantine."""
+    import random
+
+    person = Person()
+    data = to_file(base_dataset(person, rows=16, columns=16))
+    rng = random.Random(7)
+    outcomes: dict[str, int] = {}
+    for _ in range(400):
+        corrupt = bytearray(data)
+        for _ in range(rng.randint(1, 6)):
+            corrupt[rng.randrange(132, len(corrupt) - 512)] = rng.randrange(256)
+        if rng.random() < 0.2:
+            corrupt = corrupt[: rng.randrange(100, len(corrupt))]
+        result, written = run(deid, bytes(corrupt))
+        outcomes[result.reason or "written"] = outcomes.get(result.reason or "written", 0) + 1
+        if result.outcome == "written":
+            for token in (person.family, person.given, person.patient_id, person.accession):
+                assert token.encode() not in written
+        else:
+            assert written == b"" and result.reason in reasons.ALL
+    assert outcomes.get("written", 0) > 50 and outcomes.get(reasons.UNPARSEABLE, 0) > 0, outcomes
