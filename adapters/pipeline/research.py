@@ -53,13 +53,27 @@ class ResearchOrthanc:
         return client
 
     def store(self, path: str) -> None:
-        """STOW-RS the DICOM file at ``path``; raise RetryableError when Orthanc is unavailable or refuses."""
-        import pydicom
+        """STOW-RS the DICOM file at ``path``; raise RetryableError when Orthanc is unavailable or refuses.
+
+        The file's bytes are posted as they are (dicomweb-client's multipart STOW request). Its public
+        ``store_instances`` takes pydicom datasets and re-encodes them, which costs a full parse and write
+        per instance and can alter the bytes the research bucket holds; it is the fallback only.
+        """
         import requests
 
-        dataset = pydicom.dcmread(path)
+        client = self._dicomweb()
         try:
-            response = self._dicomweb().store_instances(datasets=[dataset])
+            post = getattr(client, "_http_post_multipart_application_dicom", None)
+            if post is not None:
+                from dicomweb_client.web import _Transaction
+
+                with open(path, "rb") as handle:
+                    data = handle.read()
+                response = post(client._get_studies_url(_Transaction.STORE), [data])
+            else:  # pragma: no cover - other dicomweb-client versions
+                import pydicom
+
+                response = client.store_instances(datasets=[pydicom.dcmread(path)])
         except (requests.RequestException, OSError) as exc:
             raise RetryableError(f"research STOW-RS failed: {type(exc).__name__}") from exc
         failed = getattr(response, "FailedSOPSequence", None)

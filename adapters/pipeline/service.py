@@ -36,6 +36,7 @@ from .claims import ClaimState, ClaimStore
 logger = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
+MULTIPART_THRESHOLD = 64 * CHUNK
 CALLING_AET_METADATA = "calling-aet"
 
 
@@ -209,16 +210,23 @@ class IntakeService:
 
     def _put_research(self, path: str, research_key: str, pseudonym: str | None) -> None:
         """Upload the de-identified file (multipart above 64 MB; ``upload_file`` streams from disk)."""
+        import os
+
         from boto3.s3.transfer import TransferConfig
         from botocore.exceptions import BotoCoreError, ClientError
 
+        extra = {"ContentType": "application/dicom", "Metadata": {"pseudonym": pseudonym or ""}}
         try:
-            self.s3.upload_file(
-                path, self.research_bucket, research_key,
-                ExtraArgs={"ContentType": "application/dicom", "Metadata": {"pseudonym": pseudonym or ""}},
-                Config=TransferConfig(multipart_threshold=64 * CHUNK, multipart_chunksize=16 * CHUNK,
-                                      use_threads=False),
-            )
+            if os.path.getsize(path) < MULTIPART_THRESHOLD:
+                # One PUT streamed from the file: far less overhead than the transfer manager.
+                with open(path, "rb") as body:
+                    self.s3.put_object(Bucket=self.research_bucket, Key=research_key, Body=body, **extra)
+            else:
+                self.s3.upload_file(
+                    path, self.research_bucket, research_key, ExtraArgs=extra,
+                    Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
+                                          multipart_chunksize=16 * CHUNK, use_threads=False),
+                )
         except (BotoCoreError, ClientError) as exc:
             raise RetryableError(f"research put failed: {type(exc).__name__}") from exc
 
