@@ -20,8 +20,7 @@ from botocore.config import Config
 from adapters.bootstrap import BootstrapResult, bootstrap, plan
 from tmi.settings import get_settings
 
-# The first test to use LocalStack on a fresh machine also installs its venv (a few minutes).
-pytestmark = [pytest.mark.integration, pytest.mark.localstack, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.integration, pytest.mark.localstack]
 
 
 def test_bootstrap_applies_every_policy_and_is_idempotent(
