@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 
@@ -56,20 +57,28 @@ class ManifestStream:
     body: Iterator[bytes]
 
 
-def _row_dict(row: catalog.ManifestRow, url: str) -> dict[str, object]:
-    return {
-        "key": row.bucket_key,
-        "size": row.size_bytes,
-        "sha256": row.sha256,
-        "url": url,
-        "pseudonym": row.pseudonym,
-        "study_instance_uid": row.study_instance_uid,
-        "series_instance_uid": row.series_instance_uid,
-        "sop_instance_uid": row.sop_instance_uid,
-        "modality": row.modality,
-        "view_position": row.view_position,
-        "laterality": row.laterality,
-    }
+_quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # C-accelerated
+
+
+def _json_str(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
+
+
+def _json_row(row: tuple[Any, ...], url: str) -> str:
+    """One manifest instance as a JSON object (hand-assembled: ~4x faster than ``json.dumps(dict)``)."""
+    key, size, sha256, pseudonym, study, series, sop, modality, view, laterality = row
+    return (
+        f'{{"key":{_quote(key)},"size":{int(size)},"sha256":{_quote(sha256)},"url":{_quote(url)},'
+        f'"pseudonym":{_quote(pseudonym)},"study_instance_uid":{_quote(study)},'
+        f'"series_instance_uid":{_quote(series)},"sop_instance_uid":{_quote(sop)},'
+        f'"modality":{_json_str(modality)},"view_position":{_json_str(view)},'
+        f'"laterality":{_json_str(laterality)}}}'
+    )
+
+
+def _csv_row(row: tuple[Any, ...], url: str) -> tuple[Any, ...]:
+    key, size, sha256, *rest = row
+    return (key, size, sha256, url, *rest)
 
 
 def open_manifest(
@@ -154,17 +163,15 @@ def _stream(
     header: dict[str, object],
     fmt: str,
 ) -> Iterator[bytes]:
-    rows = catalog.iter_cohort_instances(conn, filters)
+    rows = catalog.iter_cohort_rows(conn, filters)
     try:
         if fmt == "json":
             head = json.dumps(header, separators=(",", ":"))
             yield (head[:-1] + ',"instances":[').encode()
             first = True
             for chunk in iter(lambda: list(itertools.islice(rows, _CHUNK_ROWS)), []):
-                parts = [
-                    json.dumps(_row_dict(r, presigner.url(r.bucket_key)), separators=(",", ":"))
-                    for r in chunk
-                ]
+                url = presigner.url
+                parts = [_json_row(r, url(r[0])) for r in chunk]
                 yield (("" if first else ",") + ",".join(parts)).encode()
                 first = False
             yield b"]}\n"
@@ -176,8 +183,8 @@ def _stream(
             for chunk in iter(lambda: list(itertools.islice(rows, _CHUNK_ROWS)), []):
                 buffer.seek(0)
                 buffer.truncate()
-                for r in chunk:
-                    writer.writerow(_row_dict(r, presigner.url(r.bucket_key)).values())
+                url = presigner.url
+                writer.writerows(_csv_row(r, url(r[0])) for r in chunk)
                 yield buffer.getvalue().encode()
     finally:
         rows.close()  # closes the server-side cursor before the connection goes back to the pool

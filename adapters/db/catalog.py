@@ -329,6 +329,9 @@ def rebuild_studies(conn: psycopg.Connection) -> int:
         return cur.rowcount
 
 
+_STUDY_DATE_KEY = sql.SQL("study_date IS NOT NULL AND coalesce(study_date, DATE '0001-01-01')")
+
+
 def _conditions(filters: StudyFilters, *, level: Literal["study", "instance"]) -> list[sql.Composable]:
     conds: list[sql.Composable] = []
     for name in _SCALAR_FILTERS:
@@ -345,14 +348,24 @@ def _conditions(filters: StudyFilters, *, level: Literal["study", "instance"]) -
             )
         else:
             conds.append(sql.SQL("{} = ANY({})").format(sql.Identifier(column), sql.Literal(values)))
+    # Range filters are written on the sort expressions (the index keys of research_study), so a range
+    # and its sort order share one index scan; "IS NOT NULL" keeps the meaning of the plain column.
     if filters.age_min is not None:
-        conds.append(sql.SQL("age_years >= {}").format(sql.Literal(filters.age_min)))
+        conds.append(
+            sql.SQL("age_years IS NOT NULL AND coalesce(age_years, -1) >= {}").format(
+                sql.Literal(filters.age_min)
+            )
+        )
     if filters.age_max is not None:
-        conds.append(sql.SQL("age_years <= {}").format(sql.Literal(filters.age_max)))
+        conds.append(
+            sql.SQL("age_years IS NOT NULL AND coalesce(age_years, -1) <= {}").format(
+                sql.Literal(filters.age_max)
+            )
+        )
     if filters.study_date_from is not None:
-        conds.append(sql.SQL("study_date >= {}").format(sql.Literal(filters.study_date_from)))
+        conds.append(sql.SQL("{} >= {}").format(_STUDY_DATE_KEY, sql.Literal(filters.study_date_from)))
     if filters.study_date_to is not None:
-        conds.append(sql.SQL("study_date <= {}").format(sql.Literal(filters.study_date_to)))
+        conds.append(sql.SQL("{} <= {}").format(_STUDY_DATE_KEY, sql.Literal(filters.study_date_to)))
     if filters.study_instance_uids:
         conds.append(
             sql.SQL("study_instance_uid = ANY({})").format(sql.Literal(list(filters.study_instance_uids)))
@@ -464,21 +477,47 @@ def count_cohort(conn: psycopg.Connection, filters: StudyFilters) -> CohortCount
     return CohortCounts(studies=int(row[0]), instances=int(row[1]), total_bytes=int(row[2]))
 
 
-def iter_cohort_instances(
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "bucket_key",
+    "size_bytes",
+    "sha256",
+    "pseudonym",
+    "study_instance_uid",
+    "series_instance_uid",
+    "sop_instance_uid",
+    "modality",
+    "view_position",
+    "laterality",
+)
+
+
+def iter_cohort_rows(
     conn: psycopg.Connection, filters: StudyFilters, *, batch_size: int = 5000
-) -> Iterator[ManifestRow]:
-    """Yield every instance matching ``filters``, ordered by bucket key, through a server-side cursor.
+) -> Iterator[tuple[Any, ...]]:
+    """Yield every instance matching ``filters`` as a tuple in :data:`MANIFEST_COLUMNS` order, ordered by
+    bucket key, through a server-side cursor (tuples: the manifest path is per-row hot).
 
     The caller owns the transaction (a named cursor needs one); memory stays flat however large the cohort.
     """
-    query = sql.SQL(
-        "SELECT bucket_key, size_bytes, sha256, pseudonym, study_instance_uid, series_instance_uid, "
-        "sop_instance_uid, modality, view_position, laterality FROM research_instance {} ORDER BY bucket_key"
-    ).format(_where(_conditions(filters, level="instance")))
-    with conn.cursor(name="tmi_cohort_manifest", row_factory=class_row(ManifestRow)) as cur:
+    query = sql.SQL("SELECT {} FROM research_instance {} ORDER BY bucket_key").format(
+        sql.SQL(", ").join(map(sql.Identifier, MANIFEST_COLUMNS)),
+        _where(_conditions(filters, level="instance")),
+    )
+    # A cursor is planned for its first 10% by default (an ordered index walk over the whole table);
+    # the whole result is wanted, so plan for all of it (a filtered scan and one sort).
+    conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+    with conn.cursor(name="tmi_cohort_manifest") as cur:
         cur.itersize = batch_size
         cur.execute(query)
         yield from cur
+
+
+def iter_cohort_instances(
+    conn: psycopg.Connection, filters: StudyFilters, *, batch_size: int = 5000
+) -> Iterator[ManifestRow]:
+    """Like :func:`iter_cohort_rows`, as :class:`ManifestRow` objects."""
+    for row in iter_cohort_rows(conn, filters, batch_size=batch_size):
+        yield ManifestRow(*row)
 
 
 def known_keys(conn: psycopg.Connection, keys: Sequence[str]) -> dict[str, ManifestRow]:
