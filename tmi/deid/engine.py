@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import warnings
 from collections.abc import Callable
 
@@ -38,6 +39,13 @@ SCRUB_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT
 NUMERIC_VRS = frozenset({"AT", "DS", "FD", "FL", "IS", "SL", "SS", "SV", "UL", "US", "UV"})
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 DATE_VRS = frozenset({"DA", "DT", "TM"})
+# Character-string VRs whose values never contain C0 control bytes other than TAB, LF, FF, CR and ESC
+# (ISO 2022 escapes); element headers that a corrupted length swallowed always do.
+CHECKED_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+_CORRUPT = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
+_TEXT_RUN = re.compile(rb"[\x20-\x7e\x80-\xff]{3,}")
 DUMMY_TEXT = "DEIDENTIFIED"
 DUMMY: dict[str, object] = {
     "AE": DUMMY_TEXT,
@@ -202,10 +210,15 @@ class Engine:
         for tag, elem in list(d.items()):
             t = int(tag)
             group = t >> 16
+            kind = TOKEN_KIND.get(t)
+            if kind is None and elem.VR == "PN":
+                # A person name under a private or unknown tag is still a person name of this instance.
+                kind = "name"
             if group & 1:
+                if kind is not None:
+                    self._collect(ds, tag, elem, kind, tokens)
                 private.append(t)
                 continue
-            kind = TOKEN_KIND.get(t)
             if kind is not None:
                 self._collect(ds, tag, elem, kind, tokens)
                 elem = d[tag]
@@ -220,6 +233,15 @@ class Engine:
                         action = act
                         break
             vr = element_vr(t, elem)
+            if vr in CHECKED_VRS and isinstance(elem, RawDataElement) and elem.value:
+                text_bytes = elem.value.rstrip(b"\x00 ")
+                if _CORRUPT.search(text_bytes):
+                    # Control bytes in a text value: its length was corrupted and it swallowed the
+                    # elements after it (their headers are binary). What it holds may identify the
+                    # patient under a tag we no longer see: learn its text as tokens, keep none of it.
+                    self._swallowed(text_bytes)
+                    del d[tag]
+                    continue
             if action is None:
                 if vr == "SQ":
                     action = "K"
@@ -289,6 +311,13 @@ class Engine:
         if isinstance(value, Sequence):
             for item in value:
                 self.apply(item)
+
+    def _swallowed(self, value: bytes) -> None:
+        codec = self.codec or "latin-1"
+        for run in _TEXT_RUN.findall(value):
+            text = run.decode(codec, "replace")
+            self.tokens.add_value("name", text)
+            self.tokens.add_value("whole", text)
 
     def _collect_seq(self, ds: Dataset, tag: int) -> None:
         elem = ds._dict[tag]  # type: ignore[index]
