@@ -370,6 +370,33 @@ def admin_edit_note(
     return RedirectResponse(f"/ui/admin/persons/{person_id}#note-{note_id}", status_code=303)
 
 
+CORRECTABLE_FIELDS = ("patient_name", "birth_date", "sex", "patient_id", "issuer", "institution")
+
+
+@router.post("/ui/admin/persons/{person_id}/corrections")
+def admin_correct_phi(
+    person_id: str,
+    principal: AdminPage,
+    services: ServicesDep,
+    request_id: RequestId,
+    identity_id: Annotated[int, Form()],
+    field: Annotated[str, Form(max_length=40)],
+    value: Annotated[str, Form(max_length=200)],
+    reason: Annotated[str, Form(min_length=1, max_length=4000)],
+) -> Response:
+    """Record a PHI correction (a new identity pointing at the corrected one; the original stays)."""
+    if field not in CORRECTABLE_FIELDS:
+        raise HTTPException(422, "this field cannot be corrected here")
+    _crosswalk_call(
+        services.crosswalk().correct_phi,
+        identity_id,
+        {field: value.strip() or None},
+        actor=actor_of(principal, request_id),
+        reason=reason,
+    )
+    return RedirectResponse(f"/ui/admin/persons/{person_id}?changed=correction", status_code=303)
+
+
 @router.post("/ui/admin/persons/{person_id}/split", response_class=HTMLResponse)
 async def admin_split(
     request: Request, person_id: str, principal: AdminPage, services: ServicesDep, request_id: RequestId

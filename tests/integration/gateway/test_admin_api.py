@@ -118,3 +118,27 @@ def test_orthanc_links_redirect_to_both_explorers(gateway: Gateway) -> None:
     assert intake.headers["location"].endswith(orthanc_id(PHI_PEOPLE[1][3], study["original_study_uid"]))
     assert PHI_PEOPLE[1][3] not in links["intake"]  # the page link carries a surrogate id only
     assert gateway.audit_rows("gateway.orthanc.intake.open")[-1]["target_id"] == str(study["id"])
+
+
+def test_console_phi_correction_keeps_the_original(gateway: Gateway) -> None:
+    person = gateway.persons[2]
+    gateway.client.post("/login", data={"token": gateway.admin})
+    done = gateway.client.post(
+        f"/ui/admin/persons/{person.person_id}/corrections",
+        data={
+            "identity_id": person.identity_id,
+            "field": "birth_date",
+            "value": "19800110",
+            "reason": "ID card",
+        },
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"].endswith("changed=correction")
+    page = gateway.client.get(done.headers["location"]).text
+    assert "19800110" in page and "19800101" in page  # the correction and the identity as it arrived
+    assert gateway.audit_rows("crosswalk.correct_phi")[-1]["role"] == "admin"
+    refused = gateway.client.post(
+        f"/ui/admin/persons/{person.person_id}/corrections",
+        data={"identity_id": person.identity_id, "field": "alias", "value": "x", "reason": "no"},
+    )
+    assert refused.status_code == 422

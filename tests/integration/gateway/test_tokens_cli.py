@@ -18,7 +18,9 @@ def test_create_list_revoke(pg_dsn: str, capsys: pytest.CaptureFixture[str]) -> 
     created = capsys.readouterr()
     token = created.out.strip()
     assert token.startswith("tmi_") and len(token) > 40 and token not in created.err
-    assert main(["tokens", "--database-url", pg_dsn, "create", "--role", "admin", "--name", "it", "--json"]) == 0
+    assert (
+        main(["tokens", "--database-url", pg_dsn, "create", "--role", "admin", "--name", "it", "--json"]) == 0
+    )
     admin = json.loads(capsys.readouterr().out)
     assert admin["role"] == "admin" and admin["token"].startswith("tmi_")
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
@@ -28,7 +30,12 @@ def test_create_list_revoke(pg_dsn: str, capsys: pytest.CaptureFixture[str]) -> 
         assert stored is not None and bytes(stored[0]) == tokens.hash_token(token)
     assert main(["tokens", "--database-url", pg_dsn, "list"]) == 0
     listing = capsys.readouterr().out
-    assert "ana" in listing and "researcher" in listing and token not in listing and admin["token"] not in listing
+    assert (
+        "ana" in listing
+        and "researcher" in listing
+        and token not in listing
+        and admin["token"] not in listing
+    )
     assert main(["tokens", "--database-url", pg_dsn, "revoke", str(info.id)]) == 0
     assert main(["tokens", "--database-url", pg_dsn, "revoke", str(info.id)]) == 1
     capsys.readouterr()
