@@ -9,7 +9,8 @@ Rules (defaults; thresholds come from :class:`~tmi.crosswalk.rules.MatchRules`):
 2. same key, exactly one field differs → link **and** flag ``possible_typo``;
 3. same key, two or more fields differ → new person, flag ``id_collision``;
 4. different key, same normalized PHI → new person, flag ``possible_same_person`` (policy
-   ``link_and_flag``: link to that person instead, still flagged); fuzzy similarity (Jaro–Winkler names,
+   ``link_and_flag``: link to that person instead, still flagged, when all compared fields are present
+   and equal); fuzzy similarity (Jaro–Winkler names,
    near birth dates) only raises ``similar_person``;
 5. an empty field is neither match nor mismatch; ``incomplete_phi`` when the decision rests on fewer than
    ``min_fields_for_decision`` of name, birth date, sex.
@@ -177,9 +178,13 @@ def decide(incoming: NormalizedPHI, same_key: Sequence[Candidate], other: Sequen
     flags.extend(_other_key_flags(incoming, other, rules, exclude=set()))
     if len(present) < rules.min_fields_for_decision:
         flags.append(FlagSpec("incomplete_phi", {"rule": "rule5_incomplete_phi", "present_fields": present}))
-    if (rules.possible_same_person == "link_and_flag" and len(same_person) == 1
+    # link_and_flag links only on complete evidence: every compared field present on both sides and
+    # equal, and exactly one such person. Partial agreement (e.g. name + sex, birth date missing) is
+    # common between namesakes, so it is only flagged.
+    complete = [pc for pc in same_person if len(pc[0].equal) == len(rules.compared_fields)]
+    if (rules.possible_same_person == "link_and_flag" and len(same_person) == 1 and len(complete) == 1
             and rule != "rule3_id_collision"):
-        target = same_person[0][1]
+        target = complete[0][1]
         return Decision("link", "rule4_link_and_flag", person_id=target.person_id, method="rule",
                         confidence=0.8, flags=tuple(_dedupe(flags)))
     return Decision("new_person", rule, flags=tuple(_dedupe(flags)))

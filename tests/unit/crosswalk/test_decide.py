@@ -159,3 +159,10 @@ def test_rules_file_validation(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(ConfigurationError):
         load_rules(path)
+
+
+def test_link_and_flag_needs_complete_evidence() -> None:
+    rules = RULES.with_changes(possible_same_person="link_and_flag")
+    namesake = cand(7, "p9", phi(patient_id="X9", issuer="B", birth_date=None))
+    d = decide(normalize_phi(JOHN), [], [namesake], rules)
+    assert d.action == "new_person" and d.flag_kinds == ("possible_same_person",)
