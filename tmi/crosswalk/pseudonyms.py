@@ -32,7 +32,12 @@ _FAMILY = ("Ash", "Birch", "Cedar", "Elm", "Fir", "Hazel", "Juniper", "Larch", "
 
 def new_pseudonym() -> str:
     """A fresh random pseudonym ``TMI-XXXXXXXXXX`` (uniqueness is enforced by the database)."""
-    return "TMI-" + "".join(secrets.choice(CROCKFORD) for _ in range(10))
+    value = int.from_bytes(secrets.token_bytes(7), "big") >> 6  # 50 random bits, one urandom call
+    chars = []
+    for _ in range(10):
+        chars.append(CROCKFORD[value & 31])
+        value >>= 5
+    return "TMI-" + "".join(reversed(chars))
 
 
 def _local_alias(pseudonym: str, sex: str | None) -> str:
