@@ -84,9 +84,10 @@ def _process(task: tuple[str, str | None]) -> dict[str, Any]:
     entry: dict[str, Any] = {"input": path_text}
     tmp_path: str | None = None
     try:
-        with open(path_text, "rb") as src, tempfile.NamedTemporaryFile(
-            dir=_DST, prefix=".tmi-partial-", suffix=".dcm", delete=False
-        ) as tmp:
+        with (
+            open(path_text, "rb") as src,
+            tempfile.NamedTemporaryFile(dir=_DST, prefix=".tmi-partial-", suffix=".dcm", delete=False) as tmp,
+        ):
             tmp_path = tmp.name
             result = _DEID.deidentify(src, tmp, calling_aet=calling_aet)
         entry["outcome"] = result.outcome
@@ -123,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     from tmi.deid import load_or_create_key, load_profile
     from tmi.settings import get_settings
 
+    # pydicom logs the offending *values* of malformed elements at WARNING: they may be PHI.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
     src: Path = args.src
     dst: Path = args.dst
     if not src.exists():

@@ -16,6 +16,7 @@ import io
 import logging
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -58,6 +59,7 @@ IMPLEMENTATION_CLASS_UID = "2.25." + str(
 )
 IMPLEMENTATION_VERSION = "TMI_0_1"
 _PREAMBLE = b"\x00" * 128 + b"DICM"
+MAX_INFLATED = 256 * 1024 * 1024
 _DECODE_ERRORS = (
     BytesLengthException,
     IndexError,
@@ -185,7 +187,7 @@ class Deidentifier:
         meta = ds.file_meta
         ts = UID(str(meta.get("TransferSyntaxUID", "") or ""))
         if ts == DeflatedExplicitVRLittleEndian:
-            raise PoisonInputError(reasons.UNSUPPORTED_TRANSFER_SYNTAX, "deflated transfer syntax")
+            return self._prepare_deflated(src, meta, result, calling_aet)
         implicit = bool(ds.original_encoding[0])
         little = bool(ds.original_encoding[1])
         if not ts:
@@ -322,6 +324,56 @@ class Deidentifier:
                 return
             path = next(p for p in found if p)
         raise PoisonInputError(reasons.PHI_RESIDUAL, f"identifying value found at {path or 'header'}")
+
+    def _prepare_deflated(
+        self, src: BinaryIO, meta: FileMetaDataset, result: DeidResult, calling_aet: str | None
+    ) -> _Prepared:
+        """Deflated explicit VR little endian: inflate, de-identify as explicit VR, deflate again.
+
+        The whole data set is compressed as one stream, so it cannot be copied piecewise: this path
+        holds the instance in memory (deflate is used for small non-image objects in practice) and
+        refuses anything that inflates beyond ``MAX_INFLATED``.
+        """
+        src.seek(132)
+        head = src.read(12)
+        if len(head) < 12 or head[:4] != b"\x02\x00\x00\x00":
+            raise PoisonInputError(reasons.UNPARSEABLE, "deflated file without a meta group length")
+        meta_end = 144 + struct.unpack("<L", head[8:12])[0]
+        src.seek(meta_end)
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(src.read(), MAX_INFLATED)
+        except zlib.error as exc:
+            raise PoisonInputError(reasons.UNPARSEABLE, "deflated data set does not inflate") from exc
+        if inflater.unconsumed_tail:
+            raise PoisonInputError(reasons.UNSUPPORTED_TRANSFER_SYNTAX, "deflated data set too large")
+        plain_meta = _meta_bytes(
+            str(meta.get("MediaStorageSOPClassUID", "") or ""),
+            str(meta.get("MediaStorageSOPInstanceUID", "") or ""),
+            ExplicitVRLittleEndian,
+        )
+        plain = io.BytesIO(plain_meta + body)
+        prepared = self._prepare(plain, result, calling_aet)
+        out = io.BytesIO()
+        out.write(prepared.header)
+        if prepared.span is not None:
+            out.write(prepared.pixel_head)
+            copy_span(plain, out, prepared.span, value_only=True)
+        out.write(prepared.trailer)
+        data = out.getvalue()
+        out_meta_end = 144 + struct.unpack("<L", data[140:144])[0]
+        research = result.research
+        assert research is not None
+        compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        deflated = compressor.compress(data[out_meta_end:]) + compressor.flush()
+        if len(deflated) % 2:
+            deflated += b"\x00"  # PS3.5 A.5: pad the deflated stream to even length
+        new_meta = _meta_bytes(
+            research.sop_class_uid, research.sop_instance_uid, DeflatedExplicitVRLittleEndian
+        )
+        if result.catalog:
+            result.catalog["transfer_syntax"] = DeflatedExplicitVRLittleEndian
+        return _Prepared(new_meta + deflated, None, b"")
 
     def _read_header(self, src: BinaryIO, size: int) -> Dataset:
         try:

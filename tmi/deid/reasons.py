@@ -21,7 +21,7 @@ MISSING_REQUIRED = "dicom.missing_required"
 """A type 1 identifier the research copy needs is missing (SOP Class/Instance, Study, Series Instance UID)."""
 
 UNSUPPORTED_TRANSFER_SYNTAX = "dicom.unsupported_transfer_syntax"
-"""The transfer syntax cannot be rewritten without decoding the whole data set (e.g. deflated)."""
+"""The transfer syntax cannot be handled safely (a deflated data set inflating beyond the memory limit)."""
 
 BURNED_IN = "pixels.burned_in_annotation"
 """BurnedInAnnotation=YES, or a modality that usually burns text into pixels and is not marked NO."""
