@@ -122,20 +122,27 @@ class Worker:
         self.heartbeat = Path(self.ctx.settings.run_dir) / "stack" / f"{name}.heartbeat"
         self._last_republish = 0.0
 
-    def poll_once(self) -> int:
-        """Receive one batch, process it, acknowledge successes; return how many messages were received."""
-        from functions.intake_handler import handle_sqs_event
-
+    def receive(self, wait_s: int) -> list[dict[str, Any]]:
+        """One ``ReceiveMessage`` call (up to ``batch_size`` messages, long poll ``wait_s``)."""
         response = self.ctx.sqs.receive_message(
             QueueUrl=self.queue_url, MaxNumberOfMessages=max(1, min(10, self.ctx.pipeline.batch_size)),
-            WaitTimeSeconds=self.ctx.pipeline.wait_time_s, AttributeNames=["All"],
-            MessageAttributeNames=["All"],
+            WaitTimeSeconds=wait_s, AttributeNames=["All"], MessageAttributeNames=["All"],
         )
-        messages = response.get("Messages", [])
-        if not messages:
-            return 0
+        return list(response.get("Messages", []))
+
+    def poll_once(self) -> int:
+        """Receive one batch, process it, acknowledge successes; return how many messages were received."""
+        messages = self.receive(self.ctx.pipeline.wait_time_s)
+        if messages:
+            self.handle_batch(messages, threads=self.threads)
+        return len(messages)
+
+    def handle_batch(self, messages: list[dict[str, Any]], threads: int = 1) -> None:
+        """Invoke the handler with one SQS-shaped batch; delete the messages it did not report as failed."""
+        from functions.intake_handler import handle_sqs_event
+
         event = to_lambda_event(messages, self.queue_arn, self.ctx.settings.aws_region)
-        result, _ = handle_sqs_event(event, self.service, threads=self.threads)
+        result, _ = handle_sqs_event(event, self.service, threads=threads)
         failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
         done = [m for m in messages if m["MessageId"] not in failed]
         for start in range(0, len(done), 10):
@@ -159,24 +166,47 @@ class Worker:
         return drain(self.ctx)
 
     def run(self, once: bool = False, max_idle_s: float | None = None) -> int:
-        """Loop until stopped (or, with ``once``, until the queue is empty)."""
+        """Loop until stopped (or, with ``once``, until the queue is empty).
+
+        Like Lambda's SQS event-source mapping with a concurrency of ``threads``: up to ``threads`` handler
+        invocations run at once, each on its own batch; a new batch is received as soon as one finishes
+        (no waiting for the slowest message of a big batch). Republish items are drained in between.
+        """
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
         idle_since = time.monotonic()
         logger.info("worker started", extra={"tmi": {"worker": self.name, "queue": self.queue_url,
                                                      "threads": self.threads}})
-        while not self.stop.is_set():
-            self.heartbeat.parent.mkdir(parents=True, exist_ok=True)
-            self.heartbeat.touch()
-            try:
-                received = self.poll_once()
-                republished = self.drain_republish()
-            except Exception:
-                logger.exception("poll failed; retrying", extra={"tmi": {"worker": self.name}})
-                self.stop.wait(2.0)
-                continue
-            if received or republished:
-                idle_since = time.monotonic()
-            elif once or (max_idle_s is not None and time.monotonic() - idle_since > max_idle_s):
-                break
+        inflight: set[Future[Any]] = set()
+        republishing: Future[Any] | None = None
+        with ThreadPoolExecutor(max_workers=self.threads + 1, thread_name_prefix=self.name) as pool:
+            while not self.stop.is_set():
+                self.heartbeat.parent.mkdir(parents=True, exist_ok=True)
+                self.heartbeat.touch()
+                for future in [f for f in inflight if f.done()]:
+                    inflight.discard(future)
+                    if future.exception() is not None:
+                        logger.error("batch failed", extra={"tmi": {
+                            "worker": self.name, "error": type(future.exception()).__name__}})
+                try:
+                    if republishing is None or republishing.done():
+                        republishing = pool.submit(self.drain_republish)
+                    if len(inflight) >= self.threads:
+                        wait(inflight, timeout=1.0, return_when=FIRST_COMPLETED)
+                        continue
+                    messages = self.receive(0 if inflight else self.ctx.pipeline.wait_time_s)
+                except Exception:
+                    logger.exception("poll failed; retrying", extra={"tmi": {"worker": self.name}})
+                    self.stop.wait(2.0)
+                    continue
+                if messages:
+                    inflight.add(pool.submit(self.handle_batch, messages))
+                    idle_since = time.monotonic()
+                elif inflight:
+                    wait(inflight, timeout=0.2, return_when=FIRST_COMPLETED)
+                elif once or (max_idle_s is not None and time.monotonic() - idle_since > max_idle_s):
+                    break
+            wait(inflight)  # SIGTERM: finish the batches in hand
         logger.info("worker stopped", extra={"tmi": {"worker": self.name}})
         self.ctx.close()
         return 0
