@@ -76,6 +76,16 @@ def _json_row(row: tuple[Any, ...], url: str) -> str:
     )
 
 
+def _csv_line(row: tuple[Any, ...], url: str) -> str | None:
+    """One CSV line, or ``None`` when a value needs quoting (then the csv module writes the row)."""
+    key, size, sha256, *rest = row
+    values = [key, str(size), sha256, url, *("" if v is None else v for v in rest)]
+    line = ",".join(values)
+    if line.count(",") != len(values) - 1 or '"' in line or "\n" in line or "\r" in line:
+        return None
+    return line + "\n"
+
+
 def _csv_row(row: tuple[Any, ...], url: str) -> tuple[Any, ...]:
     key, size, sha256, *rest = row
     return (key, size, sha256, url, *rest)
@@ -184,7 +194,13 @@ def _stream(
                 buffer.seek(0)
                 buffer.truncate()
                 url = presigner.url
-                writer.writerows(_csv_row(r, url(r[0])) for r in chunk)
+                for r in chunk:
+                    signed = url(r[0])
+                    line = _csv_line(r, signed)
+                    if line is None:
+                        writer.writerow(_csv_row(r, signed))
+                    else:
+                        buffer.write(line)
                 yield buffer.getvalue().encode()
     finally:
         rows.close()  # closes the server-side cursor before the connection goes back to the pool

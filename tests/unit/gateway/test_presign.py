@@ -64,4 +64,3 @@ def test_expiry_bounds_and_expires_at() -> None:
         Presigner.from_client(client, "b", 0)
     with pytest.raises(ValueError):
         Presigner.from_client(client, "b", 8 * 24 * 3600)
-

@@ -234,3 +234,36 @@ def test_database_down_answers_503_not_500() -> None:
         response = client.get("/research/studies", headers={"Authorization": "Bearer tmi_x"})
         assert response.status_code == 503 and response.headers["retry-after"] == "5"
         assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_hand_built_manifest_rows_equal_the_library_encoders() -> None:
+    import csv
+    import io
+    import json
+
+    from gateway.manifest import CSV_COLUMNS, _csv_line, _csv_row, _json_row
+
+    url = "http://s3.local/b/k?X-Amz-Credential=a%2Fb&X-Amz-Signature=00ff"
+    rows = [
+        (
+            "TMI-1/2.25.1/2.25.2/2.25.3.dcm",
+            12,
+            "f" * 64,
+            "TMI-1",
+            "2.25.1",
+            "2.25.2",
+            "2.25.3",
+            "MG",
+            None,
+            "L",
+        ),
+        ('odd,"key"\nü.dcm', 0, "0" * 64, "TMI-2", "1", "2", "3", None, None, None),
+    ]
+    for row in rows:
+        parsed = json.loads(_json_row(row, url))
+        assert parsed == dict(zip(CSV_COLUMNS, _csv_row(row, url), strict=True))
+        reference = io.StringIO()
+        csv.writer(reference, lineterminator="\n").writerow(_csv_row(row, url))
+        line = _csv_line(row, url)
+        assert line is None or line == reference.getvalue()
+    assert _csv_line(rows[0], url) is not None and _csv_line(rows[1], url) is None
