@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -194,29 +195,44 @@ class CrosswalkService:
         statement inserting identity, link and audit row.
         """
         fingerprint = raw_fingerprint(phi)
+        norm = normalize_phi(phi, self.rules.clinic_key_fields)
+        for attempt in range(3):
+            try:
+                return self._resolve_once(phi, norm, fingerprint, source, actor)
+            except psycopg.errors.UniqueViolation as exc:
+                # Only a random pseudonym or person UUID clash can get here (the locks serialize
+                # everything else); draw again.
+                if attempt == 2 or exc.diag.constraint_name not in ("person_pseudonym_key", "person_pkey"):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _resolve_once(self, phi: PatientPHI, norm: NormalizedPHI, fingerprint: str, source: str | None,
+                      actor: Actor) -> Resolution:
         with self._conn() as conn:
             # Autocommit: the lookup and its audit row commit as one statement, one round trip.
             found = self._by_fingerprint(conn, fingerprint, actor, source)
             if found is not None:
                 return found
-            norm = normalize_phi(phi, self.rules.clinic_key_fields)
             persons: dict[str, tuple[str, str]] = {}
-            with conn.transaction():
-                with conn.pipeline():  # BEGIN, the lock(s) and the candidate query in one round trip
-                    self._lock_for(conn, norm, fingerprint)
-                    if norm.match_key is None:
-                        found = self._by_fingerprint(conn, fingerprint, actor, source)  # a racing twin won
-                        same_key: list[Candidate] = []
-                    else:
-                        same_key, raced = self._same_key_candidates(conn, norm, fingerprint, persons)
-                        found = self._by_fingerprint(conn, fingerprint, actor, source) if raced else None
+            # Pipeline: BEGIN + lock(s) + candidates travel together; so do the write + COMMIT.
+            with conn.pipeline(), conn.transaction():
+                self._lock_for(conn, norm, fingerprint)
+                if norm.match_key is None:
+                    found = self._by_fingerprint(conn, fingerprint, actor, source)  # a racing twin won
+                    same_key: list[Candidate] = []
+                else:
+                    same_key, raced = self._same_key_candidates(conn, norm, fingerprint, persons)
+                    found = self._by_fingerprint(conn, fingerprint, actor, source) if raced else None
                 if found is not None:
                     return found
                 decision = decide(norm, same_key, (), self.rules)
                 if decision.action != "link" or self.rules.possible_same_person == "link_and_flag":
                     decision = decide(norm, same_key, self._other_candidates(conn, norm, persons), self.rules)
-                return self._persist_resolution(conn, phi, norm, fingerprint, decision, source, actor,
-                                                persons)
+                cursor, resolution = self._queue_resolution(conn, phi, norm, fingerprint, decision, source,
+                                                            actor, persons)
+            row = cursor.fetchone()  # the pipeline has synced: identity id from the committed insert
+            assert row is not None
+            return dataclasses.replace(resolution, identity_id=int(row[0]))
 
     def _by_fingerprint(self, conn: Conn, fingerprint: str, actor: Actor, source: str | None,
                         ) -> Resolution | None:
@@ -342,12 +358,16 @@ class CrosswalkService:
             (actor.name, list(identity_ids)),
         )
 
-    def _persist_resolution(self, conn: Conn, phi: PatientPHI, norm: NormalizedPHI, fingerprint: str,
-                            decision: Decision, source: str | None, actor: Actor,
-                            persons: Mapping[str, tuple[str, str]]) -> Resolution:
+    def _queue_resolution(self, conn: Conn, phi: PatientPHI, norm: NormalizedPHI, fingerprint: str,
+                          decision: Decision, source: str | None, actor: Actor,
+                          persons: Mapping[str, tuple[str, str]]) -> tuple[psycopg.Cursor[Any], Resolution]:
+        """Queue ONE statement writing the (new) person, the identity, its link, its flags and the audit
+        row; the caller reads the identity id after the pipeline synced."""
         created = decision.action == "new_person"
         if created:
-            person_id, pseudonym, alias = self._new_person(conn, norm.sex, actor)
+            person_id = str(uuid.uuid4())
+            pseudonym = new_pseudonym()
+            alias = alias_for(pseudonym, norm.sex)
             method, confidence = "exact", 1.0
         else:
             assert decision.person_id is not None
@@ -355,8 +375,12 @@ class CrosswalkService:
             pseudonym, alias = persons[person_id]
             method, confidence = decision.method, decision.confidence
         flags = list(decision.flag_kinds)
-        row = conn.execute(
-            "WITH i AS (INSERT INTO scan_identity (kind, patient_id, issuer, institution, calling_aet, "
+        flag_rows = [{"kind": f.kind, "other_person": f.person_id, "other_identity": f.identity_id,
+                      "evidence": f.evidence} for f in decision.flags]
+        cursor = conn.execute(
+            "WITH p AS (INSERT INTO person (id, pseudonym, alias, sex, created_by) "
+            "  SELECT %(person)s, %(pseudonym)s, %(alias)s, %(sex_norm)s, %(actor)s WHERE %(create)s), "
+            "i AS (INSERT INTO scan_identity (kind, patient_id, issuer, institution, calling_aet, "
             "  patient_name, birth_date, sex, other_ids, clinic_key, patient_id_norm, name_key, name_alpha, "
             "  name_ideo, name_phon, birth_date_norm, sex_norm, fingerprint, source, created_by, "
             "  created_role, "
@@ -367,6 +391,12 @@ class CrosswalkService:
             "l AS (INSERT INTO identity_link (identity_id, person_id, method, confidence, rule, provenance, "
             "  created_by) SELECT i.id, %(person)s, %(method)s, %(confidence)s, %(rule)s, %(provenance)s, "
             "  %(actor)s FROM i), "
+            "f AS (INSERT INTO review_flag (kind, identity_id, person_id, other_person_id, "
+            "  other_identity_id, "
+            "  evidence, created_by) SELECT x.kind, i.id, %(person)s, x.other_person, x.other_identity, "
+            "  x.evidence, %(actor)s FROM i, "
+            "  jsonb_to_recordset(%(flags)s) AS x(kind text, other_person uuid, "
+            "  other_identity bigint, evidence jsonb)), "
             "a AS (INSERT INTO audit_log (actor, role, action, target_type, target_id, request_id, detail) "
             "  SELECT %(actor)s, %(role)s, 'crosswalk.resolve', 'person', %(person)s, %(req)s, "
             "  jsonb_build_object('identity_id', i.id) || %(detail)s FROM i) "
@@ -378,23 +408,15 @@ class CrosswalkService:
              "ideo": _none_if_empty(norm.name.ideographic), "phon": _none_if_empty(norm.name.phonetic),
              "birth_norm": norm.birth_date, "sex_norm": norm.sex, "fp": fingerprint, "source": source,
              "actor": actor.name, "role": actor.role, "req": actor.request_id, "person": person_id,
-             "method": method, "confidence": confidence, "rule": decision.rule,
+             "pseudonym": pseudonym, "alias": alias, "create": created,
+             "method": method, "confidence": confidence, "rule": decision.rule, "flags": Jsonb(flag_rows),
              "provenance": Jsonb({"source": source, "rules_version": self.rules.version, "flags": flags}),
              "detail": Jsonb({"rule": decision.rule, "created_person": created, "flags": flags,
                               "source": source})},
-        ).fetchone()
-        assert row is not None
-        identity_id = int(row[0])
-        if decision.flags:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO review_flag (kind, identity_id, person_id, other_person_id, "
-                    "other_identity_id, evidence, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    [(f.kind, identity_id, person_id, f.person_id, f.identity_id, Jsonb(f.evidence),
-                      actor.name) for f in decision.flags],
-                )
-        return Resolution(person_id=person_id, pseudonym=pseudonym, alias=alias, flags=decision.flag_kinds,
-                          identity_id=identity_id, created_person=created, rule=decision.rule)
+        )
+        return cursor, Resolution(person_id=person_id, pseudonym=pseudonym, alias=alias,
+                                  flags=decision.flag_kinds, identity_id=0, created_person=created,
+                                  rule=decision.rule)
 
     # ------------------------------------------------------------------ instances
     def record_instance(self, *, person_id: str, identity_id: int, original_study_uid: str,
@@ -1072,8 +1094,6 @@ def _like_escape(text: str) -> str:
 
 def _uuid_or_none(value: str) -> str | None:
     """Person ids are UUIDs; anything else cannot exist (and must not reach the uuid cast as an error)."""
-    import uuid
-
     try:
         return str(uuid.UUID(str(value)))
     except ValueError:
