@@ -17,6 +17,7 @@ import logging
 import struct
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -47,7 +48,7 @@ from tmi.deid.profile import Profile
 from tmi.deid.pseudonyms import alias_for
 from tmi.deid.stream import PIXEL_TAGS, PixelSpan, copy_span, locate_pixel_element
 from tmi.deid.uids import UidMapper
-from tmi.deid.verifier import RawScanError, Tokens, TokenSet, find_path, scan_raw_sequence
+from tmi.deid.verifier import TOKEN_KIND, RawScanError, Tokens, TokenSet, find_path, scan_raw_sequence
 from tmi.deid.writer import HeaderWriter
 from tmi.errors import PoisonInputError
 from tmi.ports import PatientPHI, PseudonymAssignment, PseudonymProvider
@@ -60,6 +61,9 @@ IMPLEMENTATION_CLASS_UID = "2.25." + str(
 IMPLEMENTATION_VERSION = "TMI_0_1"
 _PREAMBLE = b"\x00" * 128 + b"DICM"
 MAX_INFLATED = 256 * 1024 * 1024
+# Values larger than this (before the pixel data: overlays, waveforms, private blobs, documents) are not
+# read while parsing; removed ones never are, kept ones are read just before writing.
+DEFER_SIZE = 1024 * 1024
 _DECODE_ERRORS = (
     BytesLengthException,
     IndexError,
@@ -200,7 +204,7 @@ class Deidentifier:
         span: PixelSpan | None = None
         if pixel_start < size:
             span = locate_pixel_element(src, pixel_start, size, implicit, little)
-        if span is None and _truncated(ds):
+        if span is None and _truncated(ds, size):
             raise PoisonInputError(reasons.TRUNCATED, "header ends inside an element")
         trailer_ds = self._read_trailer(src, span, size, implicit, little, ds)
 
@@ -241,9 +245,16 @@ class Deidentifier:
             little=little,
             codec=codec,
         )
+        # Deferred values the walk must read (sequences, identifying values, notes) are loaded first;
+        # the remaining deferred ones are read only if they survived the profile.
+        needed = lambda tag, vr: vr == "SQ" or tag in TOKEN_KIND or tag in profile.notes_tags  # noqa: E731
+        _load_deferred(ds, src, needed)
         engine.apply(ds)
+        _load_deferred(ds, src)
         if trailer_ds is not None:
+            _load_deferred(trailer_ds, src, needed)
             engine.apply(trailer_ds)
+            _load_deferred(trailer_ds, src)
             trailer_ds._dict.pop(0xFFFCFFFC, None)  # type: ignore[call-overload]
         token_set = TokenSet(
             tokens.values,
@@ -378,7 +389,7 @@ class Deidentifier:
     def _read_header(self, src: BinaryIO, size: int) -> Dataset:
         try:
             try:
-                return dcmread(src, stop_before_pixels=True)
+                return dcmread(src, stop_before_pixels=True, defer_size=DEFER_SIZE)
             except InvalidDicomError:
                 # A raw data set without preamble/meta (old exports): accept when it starts like one.
                 src.seek(0)
@@ -386,7 +397,7 @@ class Deidentifier:
                 if len(head) < 8 or struct.unpack("<H", head[:2])[0] not in (0x0008, 0x0002):
                     raise
                 src.seek(0)
-                return dcmread(src, stop_before_pixels=True, force=True)
+                return dcmread(src, stop_before_pixels=True, force=True, defer_size=DEFER_SIZE)
         except InvalidDicomError as exc:
             raise PoisonInputError(reasons.UNPARSEABLE, "not a DICOM file") from exc
         except EOFError as exc:
@@ -404,7 +415,12 @@ class Deidentifier:
         src.seek(span.end)
         try:
             trailer = read_dataset(
-                src, implicit, little, bytelength=size - span.end, parent_encoding=ds._character_set
+                src,
+                implicit,
+                little,
+                bytelength=size - span.end,
+                defer_size=DEFER_SIZE,
+                parent_encoding=ds._character_set,
             )
         except (EOFError, ValueError, KeyError, struct.error, NotImplementedError, TypeError):
             # Elements after the pixel data are dropped rather than risked; nothing needs them.
@@ -613,16 +629,36 @@ def _instance_ref(ds: Dataset, meta: FileMetaDataset | None, codec: str | None =
     )
 
 
-def _truncated(ds: Dataset) -> bool:
+def _truncated(ds: Dataset, size: int) -> bool:
     """True when the last element read is shorter than its declared length (file cut in the header)."""
     if not ds._dict:
         return True
     last = ds._dict[max(ds._dict)]
     if isinstance(last, RawDataElement):
-        return last.value is not None and last.length != 0xFFFFFFFF and len(last.value) < last.length
+        if last.length == 0xFFFFFFFF:
+            return False
+        if last.value is None:  # deferred: check against the file size instead
+            return last.value_tell + last.length > size
+        return len(last.value) < last.length
     if isinstance(last.value, Sequence) and len(last.value):
-        return _truncated(last.value[-1])
+        return _truncated(last.value[-1], size)
     return False
+
+
+def _load_deferred(ds: Dataset, src: BinaryIO, which: Callable[[int, str], bool] | None = None) -> None:
+    """Read the values of elements whose reading was deferred (large values before the pixels)."""
+    d = ds._dict
+    for tag, elem in list(d.items()):
+        if isinstance(elem, RawDataElement) and elem.value is None and elem.length not in (0, 0xFFFFFFFF):
+            if which is not None and not which(int(tag), elem.VR or _dictionary_vr(int(tag))):
+                continue
+            src.seek(elem.value_tell)
+            value = src.read(elem.length)
+            if len(value) < elem.length:
+                raise PoisonInputError(
+                    reasons.TRUNCATED, f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) cut short"
+                )
+            d[tag] = elem._replace(value=value)
 
 
 def _policy_birth_date(birth: str | None, policy: str) -> str | None:

@@ -160,3 +160,51 @@ def zlib_inflate(data: bytes) -> bytes:
 
     meta_end = 144 + struct.unpack("<L", data[140:144])[0]
     return zlib.decompress(data[meta_end:], -zlib.MAX_WBITS)
+
+
+def _with_big_elements(path: Path, private_mb: int, lut_bytes: int) -> bytes:
+    """An instance with a large private blob and a large allow-listed LUT before the pixel data."""
+    ds = base_dataset(rows=8, columns=8)
+    lut = bytes(range(256)) * (lut_bytes // 256)
+    ds.RedPaletteColorLookupTableData = lut
+    header = to_file(ds)
+    pixel_at = header.index(b"\xe0\x7f\x10\x00")
+    with path.open("wb") as fh:
+        fh.write(header[:pixel_at])
+        # (0029,0010) creator + (0029,1010) OB of ``private_mb`` MiB, written in chunks
+        fh.write(struct.pack("<HH2sH", 0x0029, 0x0010, b"LO", 8) + b"ACME 1.0")
+        fh.write(struct.pack("<HH2sHL", 0x0029, 0x1010, b"OB", 0, private_mb << 20))
+        block = b"Zebulonsky" * 104857 + b"\x00" * 6
+        for _ in range(private_mb):
+            fh.write(block)
+        fh.write(header[pixel_at:])
+    return lut
+
+
+@pytest.mark.slow
+def test_large_elements_before_pixels_are_not_loaded(tmp_path: Path) -> None:
+    src, dst = tmp_path / "blob.dcm", tmp_path / "out.dcm"
+    lut = _with_big_elements(src, 120, 2 << 20)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(src), str(dst)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["outcome"] == "written", report
+    assert report["maxrss_kb"] < 100 * 1024, report  # the 120 MiB private blob was never read
+    out = pydicom.dcmread(dst)
+    assert 0x00291010 not in out
+    assert out.RedPaletteColorLookupTableData == lut  # a kept large value is read and written intact
+    assert out.PixelData == base_dataset(rows=8, columns=8).PixelData
+
+
+def test_truncated_inside_a_large_element(deid: Deidentifier, tmp_path: Path) -> None:
+    src = tmp_path / "blob.dcm"
+    _with_big_elements(src, 2, 1024)
+    data = src.read_bytes()
+    result, written = run(deid, data[: len(data) // 2])
+    assert (result.outcome, result.reason) == ("quarantined", "dicom.truncated") and written == b""
