@@ -56,8 +56,9 @@ from tmi.crosswalk.model import (
 from tmi.crosswalk.normalize import NormalizedName, NormalizedPHI, fold_text, normalize_phi, raw_fingerprint
 from tmi.crosswalk.pseudonyms import alias_for, new_pseudonym
 from tmi.crosswalk.rules import MatchRules, load_rules
-from tmi.errors import RetryableError
+from tmi.errors import PoisonInputError, RetryableError
 from tmi.ports import PatientPHI, PseudonymAssignment
+from tmi.settings import Settings, get_settings
 
 __all__ = [
     "SYSTEM_ACTOR", "Actor", "AuditEntry", "ChangeResult", "CrosswalkService", "Flag", "FlagDetail",
@@ -139,6 +140,14 @@ class CrosswalkService:
         pool.open(wait=True, timeout=30)
         return cls(pool, rules)
 
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, *, rules_path: str | None = None,
+                      max_size: int = 4) -> CrosswalkService:
+        """Connect to ``settings.effective_database_url`` (default: ``get_settings()``), with the rules
+        file at ``rules_path`` (default: the packaged defaults)."""
+        settings = settings or get_settings()
+        return cls.connect(settings.effective_database_url, rules=load_rules(rules_path), max_size=max_size)
+
     def close(self) -> None:
         self._pool.close()
 
@@ -196,6 +205,10 @@ class CrosswalkService:
         """
         fingerprint = raw_fingerprint(phi)
         norm = normalize_phi(phi, self.rules.clinic_key_fields)
+        if not (norm.patient_id or norm.name.present or norm.birth_date):
+            # Nothing identifies the patient: linking would lump every such instance into one person.
+            raise PoisonInputError("crosswalk.no_patient_identity",
+                                   "no patient ID, name or birth date to resolve a person from")
         for attempt in range(3):
             try:
                 return self._resolve_once(phi, norm, fingerprint, source, actor)
@@ -1102,7 +1115,11 @@ def _uuid_or_none(value: str) -> str | None:
 
 class PgPseudonymProvider:
     """``tmi.ports.PseudonymProvider`` backed by the crosswalk: ``assign`` resolves the PHI by the
-    matching rules and returns the person's random pseudonym and alias."""
+    matching rules and returns the person's random pseudonym and alias.
+
+    ``last_resolution`` keeps the full :class:`Resolution` (identity id for ``record_instance``); use one
+    provider per worker thread. PHI with no patient ID, name or birth date raises
+    ``PoisonInputError("crosswalk.no_patient_identity")``: quarantine such instances."""
 
     def __init__(self, service: CrosswalkService, *, actor: Actor = SYSTEM_ACTOR, source: str | None = None,
                  ) -> None:

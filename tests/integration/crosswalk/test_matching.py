@@ -173,3 +173,26 @@ def test_pg_pseudonym_provider_implements_the_port(svc: CrosswalkService) -> Non
     b = provider.assign(phi(birth_date="19700111"))
     assert a.pseudonym == b.pseudonym and a.person_id == b.person_id
     assert b.flags == ("possible_typo",) and a.alias == b.alias
+
+
+def test_no_patient_identity_is_poison(svc: CrosswalkService, cw_dsn: str) -> None:
+    from tmi.errors import PoisonInputError
+
+    for empty in (PatientPHI(), PatientPHI(issuer="A", sex="F", calling_aet="CT1"), PatientPHI(name="^^")):
+        with pytest.raises(PoisonInputError) as info:
+            svc.resolve(empty)
+        assert info.value.reason == "crosswalk.no_patient_identity"
+    with psycopg.connect(cw_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM person").fetchone() == (0,)
+
+
+def test_from_settings(cw_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tmi.settings import get_settings
+
+    monkeypatch.setenv("TMI_DATABASE_URL", cw_dsn)
+    get_settings.cache_clear()
+    try:
+        with CrosswalkService.from_settings() as svc:
+            assert svc.resolve(JOHN).created_person
+    finally:
+        get_settings.cache_clear()
