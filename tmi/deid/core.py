@@ -260,6 +260,7 @@ class Deidentifier:
             tokens.values,
             legit=legit,
             containers=containers,
+            soft=tokens.soft,
             masks=masks,
             encodings=encodings,
             min_length=profile.min_token_length,

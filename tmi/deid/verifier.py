@@ -66,7 +66,7 @@ for _kw in PHONE_KEYWORDS:
 for _kw in ADDRESS_KEYWORDS:
     TOKEN_KIND[int(keyword_dict[_kw])] = "address"
 for _kw in INSTITUTION_KEYWORDS:
-    TOKEN_KIND[int(keyword_dict[_kw])] = "whole"
+    TOKEN_KIND[int(keyword_dict[_kw])] = "institution"
 for _tag in PN_TAGS:
     TOKEN_KIND[int(_tag)] = "name"
 TOKEN_TAGS = frozenset(TOKEN_KIND)
@@ -85,6 +85,9 @@ class Tokens:
 
     values: set[str] = field(default_factory=set)
     dates: set[str] = field(default_factory=set)
+    # Institution/station names: the only tokens that may be excused when they are part of a kept
+    # equipment value (a clinic named like its scanner's maker). Person names and IDs never are.
+    soft: set[str] = field(default_factory=set)
 
     def add_value(self, kind: str, text: str) -> None:
         """Add the tokens a value of ``kind`` contributes (names split into components etc.)."""
@@ -123,6 +126,9 @@ class Tokens:
             add(text)
             for part in text.split("\\"):
                 add(part.strip())
+            if kind == "institution":
+                self.soft.add(text)
+                self.soft.update(part.strip() for part in text.split("\\"))
 
 
 def collect_element(ds: Dataset, tag: int, kind: str, tokens: Tokens) -> None:
@@ -169,6 +175,7 @@ class TokenSet:
         *,
         legit: Iterable[str] = (),
         containers: Iterable[str] = (),
+        soft: Iterable[str] = (),
         masks: Iterable[bytes] = (),
         encodings: list[str] | None = None,
         min_length: int = 3,
@@ -179,12 +186,13 @@ class TokenSet:
         # Tokens that are part of a kept equipment value (an institution called like its scanner's
         # manufacturer) identify no one; without this every such site would quarantine everything.
         container_text = "\x00".join(c.upper() for c in containers if c)
+        soft_set = {t.strip() for t in soft}
         kept: list[str] = []
         for value in values:
             token = value.strip()
             if _weight(token) < min_length or token.upper() in legit_set:
                 continue
-            if container_text and token.upper() in container_text:
+            if container_text and token in soft_set and token.upper() in container_text:
                 continue
             if token.replace(" ", "").replace("-", "").isdigit() and len(token) < min_numeric_length:
                 continue

@@ -224,3 +224,19 @@ def test_real_given_name_equal_to_alias_given_name_is_still_scrubbed(deid: Deide
     out = _read(data)
     assert str(out.PatientName) == result.assignment.alias
     assert alias_given.lower() not in out.SeriesDescription.lower()
+
+
+def test_patient_named_like_the_manufacturer_is_never_excused(deid: Deidentifier) -> None:
+    # The equipment exemption is for institution names only: a person's name inside a kept value is
+    # a hit (fail closed), even when it is "only" the manufacturer's word.
+    ds = base_dataset(Person(family="Acme"))
+    result, _ = run(deid, to_file(ds))
+    assert (result.outcome, result.reason) == ("quarantined", "phi.residual")
+    assert "(0008,0070)" in result.detail
+
+
+def test_institution_named_like_the_manufacturer_is_not_a_leak(deid: Deidentifier) -> None:
+    ds = base_dataset(Person(institution="ACME"))
+    result, data = run(deid, to_file(ds))
+    assert result.outcome == "written", result.detail
+    assert _read(data).Manufacturer == "ACME Imaging"
