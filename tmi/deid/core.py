@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from pydicom import config as pydicom_config
 from pydicom._dicom_dict import DicomDictionary
 from pydicom.charset import python_encoding
 from pydicom.datadict import keyword_dict
@@ -46,7 +45,7 @@ from tmi.deid import reasons
 from tmi.deid.engine import Engine, pad
 from tmi.deid.profile import Profile
 from tmi.deid.pseudonyms import alias_for
-from tmi.deid.stream import PIXEL_TAGS, PixelSpan, copy_span, locate_pixel_element
+from tmi.deid.stream import PixelSpan, copy_span, locate_pixel_element
 from tmi.deid.uids import UidMapper
 from tmi.deid.verifier import TOKEN_KIND, RawScanError, Tokens, TokenSet, find_path, scan_raw_sequence
 from tmi.deid.writer import HeaderWriter
@@ -75,8 +74,6 @@ _DECODE_ERRORS = (
     ValueError,
     struct.error,
 )
-# StudyDate, SeriesDate, AcquisitionDate, ContentDate
-_FULL_DATE_TAGS = (0x00080020, 0x00080021, 0x00080022, 0x00080023)
 # Manufacturer, ManufacturerModelName, SoftwareVersions, Modality, BodyPartExamined
 _EQUIPMENT_TAGS = (0x00080070, 0x00081090, 0x00181020, 0x00080060, 0x00180015)
 _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
@@ -427,8 +424,6 @@ class Deidentifier:
             # Elements after the pixel data are dropped rather than risked; nothing needs them.
             log.info("unparseable elements after the pixel data dropped")
             return None
-        if pydicom_config.settings.reading_validation_mode == pydicom_config.RAISE:  # pragma: no cover
-            return trailer
         return trailer
 
     def _check_charset(self, ds: Dataset) -> None:
@@ -769,4 +764,4 @@ def _catalog(ds: Dataset, pseudonym: str, ts: str, codec: str | None = None) -> 
     }
 
 
-__all__ = ["PIXEL_TAGS", "DataElement", "DeidResult", "Deidentifier", "InstanceRef"]
+__all__ = ["IMPLEMENTATION_CLASS_UID", "DeidResult", "Deidentifier", "InstanceRef"]
