@@ -66,6 +66,11 @@ def bench_stack(workers: int) -> Iterator[Any]:
     try:
         stack.up(progress=lambda m: print(f"bench: {m}", flush=True))
         yield stack
+    except BaseException:
+        kept = Path(tempfile.gettempdir()) / f"tmi-bench-pipeline-logs-{int(time.time())}"
+        shutil.copytree(run_dir / "logs", kept, dirs_exist_ok=True)
+        print(f"bench: failed; component logs kept in {kept}", flush=True)
+        raise
     finally:
         stack.down()
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -148,6 +153,7 @@ def send(stack: Any, datasets: list[Any], associations: int, rate: float | None)
 
     def worker(part: int) -> None:
         ae = AE(ae_title="DEMO_MODALITY")
+        ae.acse_timeout, ae.dimse_timeout, ae.network_timeout = 60, 120, 120
         ae.add_requested_context(DigitalMammographyXRayImageStorageForPresentation,
                                  [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         assoc = ae.associate("127.0.0.1", stack.settings.intake_dicom_port,
