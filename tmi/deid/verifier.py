@@ -201,6 +201,7 @@ class TokenSet:
         self.tokens = sorted(set(kept), key=lambda t: (-len(t), t))
         self._folded = [t.lower() for t in self.tokens]
         self._whole_word_below = whole_word_below
+        self._plan = [(t.lower(), self._whole(t)) for t in self.tokens]
         self.encodings = list(encodings or ["ISO_IR 6"])
         # Values TMI itself wrote (the alias, the pseudonym) are blanked before scanning: a real given
         # name may coincide with the alias's, and must still be found everywhere else.
@@ -249,23 +250,55 @@ class TokenSet:
             self._text_re = re.compile("|".join(parts), re.IGNORECASE)
         return self._text_re
 
+    def _spans(self, text: str) -> list[tuple[int, int]]:
+        """Non-overlapping (start, end) spans of token occurrences in ``text``, case-insensitively.
+
+        Plain ``str.find`` on the lowercased text: compiling a per-instance alternation regex would cost
+        milliseconds per instance (each instance has its own tokens, so ``re``'s cache never helps).
+        """
+        folded = text.lower()
+        if len(folded) != len(text):
+            # Lowercasing changed the length (e.g. "İ"): offsets no longer line up, use the regex.
+            return [m.span() for m in self._text_pattern().finditer(text)]
+        taken = bytearray(len(text))
+        spans: list[tuple[int, int]] = []
+        for ftoken, whole in self._plan:
+            start = folded.find(ftoken)
+            while start >= 0:
+                end = start + len(ftoken)
+                ok = not any(taken[start:end])
+                if ok and whole:
+                    ok = (start == 0 or not _is_ascii_alnum(text[start - 1])) and (
+                        end == len(text) or not _is_ascii_alnum(text[end])
+                    )
+                if ok:
+                    spans.append((start, end))
+                    taken[start:end] = b"\x01" * (end - start)
+                start = folded.find(ftoken, start + 1)
+        spans.sort()
+        return spans
+
     def scrub(self, text: str, replacement: str = "*") -> str:
         """Return ``text`` with every token occurrence replaced (Clean Descriptors)."""
         if not self.tokens or not text:
             return text
-        folded = text.lower()
-        if len(folded) == len(text) and not any(t in folded for t in self._folded):
-            return text  # the common case: nothing to scrub, no regex needed
-        return self._text_pattern().sub(replacement, text)
+        spans = self._spans(text)
+        if not spans:
+            return text
+        out: list[str] = []
+        last = 0
+        for start, end in spans:
+            out.append(text[last:start])
+            out.append(replacement)
+            last = end
+        out.append(text[last:])
+        return "".join(out)
 
     def contains_text(self, text: str) -> bool:
         """True when ``text`` contains a token."""
         if not self.tokens or not text:
             return False
-        folded = text.lower()
-        if len(folded) == len(text) and not any(t in folded for t in self._folded):
-            return False
-        return self._text_pattern().search(text) is not None
+        return bool(self._spans(text))
 
     def find_bytes(self, data: bytes) -> int:
         """Offset of the first token in ``data`` (ASCII case-insensitive), or -1."""
@@ -295,6 +328,10 @@ class TokenSet:
 
 
 _ALNUM = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _is_ascii_alnum(char: str) -> bool:
+    return char.isascii() and char.isalnum()
 
 
 def _weight(token: str) -> int:
