@@ -240,3 +240,31 @@ def test_institution_named_like_the_manufacturer_is_not_a_leak(deid: Deidentifie
     result, data = run(deid, to_file(ds))
     assert result.outcome == "written", result.detail
     assert _read(data).Manufacturer == "ACME Imaging"
+
+
+def test_modified_dates_option_shifts_consistently_per_patient(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+    import json
+    from importlib import resources
+
+    doc = json.loads((resources.files("tmi.deid") / "profiles" / "clinic-research.json").read_text())
+    doc["options"]["rtnLongFullDatesOpt"] = False
+    doc["options"]["rtnLongModifDatesOpt"] = True
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    (tmp_path / "annex-e-2024b.json").write_text(
+        (resources.files("tmi.deid") / "profiles" / "annex-e-2024b.json").read_text()
+    )
+    deid = Deidentifier(load_profile(tmp_path / "p.json"), KEY, OfflinePseudonymProvider(KEY))
+    first = base_dataset(index=1)
+    second = base_dataset(index=2, study=2)
+    second.StudyDate = "20240405"
+    a, da = run(deid, to_file(first))
+    b, db = run(deid, to_file(second))
+    assert a.outcome == b.outcome == "written", (a.detail, b.detail)
+    oa, ob = _read(da), _read(db)
+    shift_a = dt.date(2024, 3, 5) - dt.datetime.strptime(oa.StudyDate, "%Y%m%d").date()
+    shift_b = dt.date(2024, 4, 5) - dt.datetime.strptime(ob.StudyDate, "%Y%m%d").date()
+    assert shift_a == shift_b and shift_a.days != 0  # same patient, same offset: intervals preserved
+    assert oa.LongitudinalTemporalInformationModified == "MODIFIED"
+    assert "113107" in {i.CodeValue for i in oa.DeidentificationMethodCodeSequence}
+    assert oa.StudyTime == "101500"  # times are kept
