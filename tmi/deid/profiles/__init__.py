@@ -1,0 +1,1 @@
+"""Versioned de-identification profiles (data files; see docs/deid.md)."""
