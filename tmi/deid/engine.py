@@ -35,7 +35,6 @@ from tmi.deid.verifier import (
 
 log = logging.getLogger(__name__)
 
-SCRUB_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 NUMERIC_VRS = frozenset({"AT", "DS", "FD", "FL", "IS", "SL", "SS", "SV", "UL", "US", "UV"})
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 DATE_VRS = frozenset({"DA", "DT", "TM"})
@@ -47,7 +46,8 @@ CHECKED_VRS = frozenset(
 _CORRUPT = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
 _TEXT_RUN = re.compile(rb"[\x20-\x7e\x80-\xff]{3,}")
 DUMMY_TEXT = "DEIDENTIFIED"
-DUMMY: dict[str, object] = {
+# D (dummy) values of the character-string VRs; binary VRs get zeros (below).
+DUMMY: dict[str, str] = {
     "AE": DUMMY_TEXT,
     "AS": "000Y",
     "CS": DUMMY_TEXT,
@@ -64,25 +64,7 @@ DUMMY: dict[str, object] = {
     "UC": DUMMY_TEXT,
     "UT": DUMMY_TEXT,
     "UR": "urn:tmi:deidentified",
-    "AT": 0,
-    "FD": 0.0,
-    "FL": 0.0,
-    "SL": 0,
-    "SS": 0,
-    "SV": 0,
-    "UL": 0,
-    "US": 0,
-    "UV": 0,
-    "OB": b"\x00\x00",
-    "OD": b"\x00" * 8,
-    "OF": b"\x00" * 4,
-    "OL": b"\x00" * 4,
-    "OV": b"\x00" * 8,
-    "OW": b"\x00\x00",
-    "UN": b"\x00\x00",
 }
-
-
 # Zero-valued dummies of binary VRs are the same bytes in either endianness.
 _BINARY_DUMMY: dict[str, bytes] = {
     "AT": b"\x00" * 4,
@@ -121,7 +103,7 @@ def dummy_bytes(vr: str) -> bytes:
     binary = _BINARY_DUMMY.get(vr)
     if binary is not None:
         return binary
-    return pad(str(DUMMY.get(vr, DUMMY_TEXT)).encode("ascii"), vr)
+    return pad(DUMMY.get(vr, DUMMY_TEXT).encode("ascii"), vr)
 
 
 def element_vr(tag: int, elem: DataElement | RawDataElement) -> str:
