@@ -78,7 +78,41 @@ _DECODE_ERRORS = (
 _EQUIPMENT_TAGS = (0x00080070, 0x00081090, 0x00181020, 0x00080060, 0x00180015)
 _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
 _TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
-_DATE_VRS = frozenset({"DA", "DT"})
+# Values that are numbers, dates, UIDs or binary: numeric tokens inside them are not an identifier.
+_NON_TEXT_VRS = frozenset(
+    {
+        "AS",
+        "AT",
+        "DA",
+        "DS",
+        "DT",
+        "FD",
+        "FL",
+        "IS",
+        "OB",
+        "OD",
+        "OF",
+        "OL",
+        "OV",
+        "OW",
+        "SL",
+        "SS",
+        "SV",
+        "TM",
+        "UI",
+        "UL",
+        "US",
+        "UV",
+    }
+)
+_SEPARATORS = str.maketrans("", "", " -./+()")
+
+
+def _is_numeric_token(token: str) -> bool:
+    stripped = token.translate(_SEPARATORS)
+    return stripped.isascii() and stripped.isdigit()
+
+
 _PATIENT_ID_TAGS = frozenset({0x00100020})
 
 
@@ -278,7 +312,7 @@ class Deidentifier:
         if token_set and (
             token_set.contains_bytes(header) or (trailer and token_set.contains_bytes(trailer))
         ):
-            self._residual(ds, trailer_ds, token_set, tokens, legit, implicit, little)
+            self._residual(ds, trailer_ds, token_set, implicit, little)
 
         result.research = research
         result.research_key = (
@@ -302,37 +336,26 @@ class Deidentifier:
         ds: Dataset,
         trailer_ds: Dataset | None,
         token_set: TokenSet,
-        tokens: Tokens,
-        legit: set[str],
         implicit: bool,
         little: bool,
     ) -> None:
-        """Raise ``phi.residual`` with the tag path of the hit, unless it is only a kept date.
+        """Raise ``phi.residual`` with the tag path of the hit, unless it is only a number among numbers.
 
-        A birth date written YYYYMMDD may legitimately appear as a retained study/series/acquisition
-        date (newborns); such hits are accepted only inside DA/DT elements, and only when the profile
-        keeps full dates. Everywhere else (text, other formats) they quarantine as usual.
+        Numeric tokens (IDs made of digits, dates in any spelling, phone digits) count only where a
+        person could read them as an identifier: in character-string values. The same digits inside
+        a number (a window width equal to a 4-digit study ID), a date element (a newborn scanned on the
+        day of birth while full dates are kept), a UID or a binary value are not an identifier leak.
+        Every other token counts wherever it is.
         """
-        profile = self.profile
         sets = [d for d in (ds, trailer_ds) if d is not None]
-        path = next((p for p in (find_path(d, token_set, implicit, little) for d in sets) if p), None)
-        if profile.full_dates and tokens.dates:
-            strict = TokenSet(
-                tokens.values - tokens.dates,
-                legit=legit,
-                encodings=token_set.encodings,
-                min_length=profile.min_token_length,
-                min_numeric_length=profile.min_numeric_token_length,
-                whole_word_below=profile.whole_word_below,
-            )
-            strict.masks = token_set.masks
-            dates = TokenSet(tokens.dates, encodings=token_set.encodings)
-            found = [find_path(d, strict, implicit, little) for d in sets]
-            found += [find_path(d, dates, implicit, little, skip_vrs=_DATE_VRS) for d in sets]
-            if not any(found):
-                return
-            path = next(p for p in found if p)
-        raise PoisonInputError(reasons.PHI_RESIDUAL, f"identifying value found at {path or 'header'}")
+        words = token_set.subset(lambda t: not _is_numeric_token(t))
+        numbers = token_set.subset(_is_numeric_token)
+        found = [find_path(d, words, implicit, little) for d in sets]
+        found += [find_path(d, numbers, implicit, little, skip_vrs=_NON_TEXT_VRS) for d in sets]
+        path = next((p for p in found if p), None)
+        if path is None:
+            return
+        raise PoisonInputError(reasons.PHI_RESIDUAL, f"identifying value found at {path}")
 
     def _prepare_deflated(
         self, src: BinaryIO, meta: FileMetaDataset, result: DeidResult, calling_aet: str | None

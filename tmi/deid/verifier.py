@@ -76,12 +76,7 @@ _WORD = re.compile(r"[^\W_]{4,}", re.UNICODE)
 
 @dataclass(slots=True)
 class Tokens:
-    """The raw identifying strings of one instance, before filtering.
-
-    ``dates`` holds birth dates as DICOM DA (YYYYMMDD): the same digits are a legitimate value in a
-    study date kept by the full-dates option (a newborn scanned on the day of birth), so a hit on them
-    is accepted when it lies only in DA/DT elements.
-    """
+    """The raw identifying strings of one instance, before filtering (``dates``: birth dates as DA)."""
 
     values: set[str] = field(default_factory=set)
     dates: set[str] = field(default_factory=set)
@@ -212,6 +207,17 @@ class TokenSet:
 
     def __bool__(self) -> bool:
         return bool(self.tokens)
+
+    def subset(self, keep: Callable[[str], bool]) -> TokenSet:
+        """A token set with only the tokens ``keep`` accepts (same encodings, masks and word rule)."""
+        return TokenSet(
+            [t for t in self.tokens if keep(t)],
+            masks=self.masks,
+            encodings=self.encodings,
+            min_length=0,
+            min_numeric_length=0,
+            whole_word_below=self._whole_word_below,
+        )
 
     def _whole(self, token: str) -> bool:
         # Short Latin tokens match whole words only ("ANN" must not hit "SCANNER"); scripts without

@@ -187,3 +187,24 @@ def test_corrupted_headers_never_raise_and_never_leak(deid: Deidentifier) -> Non
         else:
             assert written == b"" and result.reason in reasons.ALL
     assert outcomes.get("written", 0) > 50 and outcomes.get(reasons.UNPARSEABLE, 0) > 0, outcomes
+
+
+def test_numeric_ids_equal_to_numbers_elsewhere_are_not_residual(deid: Deidentifier) -> None:
+    ds = base_dataset(Person(patient_id="10008", accession="2000"))
+    ds.WindowWidth = "2000"  # a number that happens to equal the accession number
+    ds.WindowCenter = "10008"
+    result, data = run(deid, to_file(ds))  # "10008" is also inside every standard UID (1.2.840.10008...)
+    assert result.outcome == "written", result.detail
+    out = pydicom.dcmread(io.BytesIO(data))
+    assert out.WindowWidth == 2000 and out.SOPClassUID == ds.SOPClassUID
+
+
+def test_numeric_id_in_text_is_residual(tmp_path: Path) -> None:
+    doc = json.loads((resources.files("tmi.deid") / "profiles" / "clinic-research.json").read_text())
+    doc["overrides"] = {"SeriesDescription": "K"}
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    deid = Deidentifier(load_profile(tmp_path / "p.json"), KEY, OfflinePseudonymProvider(KEY))
+    ds = base_dataset(Person(patient_id="10008"))
+    ds.SeriesDescription = "MRN 10008 axial"
+    detail = _quarantined(deid, to_file(ds), reasons.PHI_RESIDUAL)
+    assert "(0008,103E)" in detail
