@@ -198,6 +198,46 @@ def wait_visible(watcher: ResearchWatcher, research_uids: dict[str, str],
     return {sop: watcher.seen[uid] for sop, uid in research_uids.items() if uid in watcher.seen}
 
 
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def component_cpu(stack: Any) -> dict[str, float]:
+    """CPU seconds per stack component so far (PostgreSQL: the postmaster and its backends)."""
+    from adapters.postgres_cluster import _resolve_data_dir
+
+    out: dict[str, float] = {}
+    for name in ("moto", "intake", "research", *stack.worker_names()):
+        pid = stack.process(name).read_pid()
+        if pid:
+            out[name] = _proc_cpu(pid)
+    pid_file = _resolve_data_dir(stack.run_dir / "pg" / "data") / "postmaster.pid"
+    try:
+        postmaster = int(pid_file.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return out
+    total = _proc_cpu(postmaster)
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[-1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == postmaster:
+                total += _proc_cpu(int(proc.name))
+    out["postgres"] = total
+    return out
+
+
+def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: round(after[k] - before.get(k, 0.0), 1) for k in after}
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
@@ -225,6 +265,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         print(f"bench: throughput phase: {args.count} instances, {args.associations} associations",
               flush=True)
+        cpu0, load0 = component_cpu(stack), os.getloadavg()[0]
         t0 = time.time()
         stored = send(stack, burst, args.associations, rate=None)
         t_sent = time.time()
@@ -238,10 +279,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "sustained_instances_per_s": round(len(visible) / (last - t0), 1) if visible else 0.0,
             "latency_p50_s": round(statistics.median(lat), 3) if lat else None,
             "latency_p95_s": round(percentile(lat, 95), 3) if lat else None,
+            "cpu_seconds_by_component": _delta(component_cpu(stack), cpu0),
+            "machine_load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
         }
         print(f"bench: {results['throughput']}", flush=True)
 
         print(f"bench: latency phase: {args.rate}/s offered for {args.seconds}s", flush=True)
+        cpu0, load0 = component_cpu(stack), os.getloadavg()[0]
         stored = send(stack, paced, args.associations, rate=args.rate)
         visible = wait_visible(watcher, {s: uids.map(s) for s in stored}, args.timeout_s)
         lat = [visible[s] - stored[s] for s in visible]
@@ -250,6 +294,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "p50_s": round(statistics.median(lat), 3) if lat else None,
             "p95_s": round(percentile(lat, 95), 3) if lat else None,
             "max_s": round(max(lat), 3) if lat else None,
+            "cpu_seconds_by_component": _delta(component_cpu(stack), cpu0),
+            "machine_load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
         }
         print(f"bench: {results['latency']}", flush=True)
         watcher.stop.set()
