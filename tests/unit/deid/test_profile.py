@@ -167,3 +167,16 @@ def test_action_per_vr(tmp_path: Path, action: str, keyword: str) -> None:
             assert str(out).startswith("2.25.")
         else:
             assert out == value or str(out) == str(value)  # TM, AS, numbers: nothing to clean
+
+
+@pytest.mark.parametrize("name", ["clinic-research", "basic"])
+def test_allow_list_only_names_attributes_outside_the_table(name: str) -> None:
+    # The table always wins; an allow-list entry for a listed attribute would only mislead a reader.
+    from pydicom.datadict import keyword_dict
+
+    doc = json.loads((resources.files("tmi.deid") / "profiles" / f"{name}.json").read_text())
+    profile = load_profile(name)
+    listed = [
+        k for k in doc["keep_unlisted_keywords"] if profile.action_for(int(keyword_dict[k])) is not None
+    ]
+    assert listed == []
