@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from tmi.crosswalk.normalize import NormalizedPHI, names_equal
 from tmi.crosswalk.rules import MatchRules
-from tmi.crosswalk.similarity import dates_near, jaro_winkler
+from tmi.crosswalk.similarity import dates_near, jaro_winkler, jaro_winkler_upper_bound
 
 FlagKind = Literal[
     "possible_typo", "id_collision", "possible_same_person", "similar_person", "incomplete_phi",
@@ -146,7 +146,7 @@ def decide(incoming: NormalizedPHI, same_key: Sequence[Candidate], other: Sequen
             for cmp, cand in tied[:_MAX_FLAGS_PER_KIND]:
                 flags.append(FlagSpec("ambiguous_match", _evidence("same_key_ambiguous", cmp, cand),
                                       cand.person_id, cand.identity_id))
-            flags.extend(_other_key_flags(incoming, other, rules, exclude=set()))
+            flags.extend(_other_key_flags(incoming, _best_per_person(incoming, other, rules), rules))
             if len(present) < rules.min_fields_for_decision:
                 flags.append(FlagSpec("incomplete_phi", {"rule": "rule5_incomplete_phi",
                                                          "present_fields": present}))
@@ -174,8 +174,9 @@ def decide(incoming: NormalizedPHI, same_key: Sequence[Candidate], other: Sequen
         rule = "new_key" if incoming.match_key is not None else "no_match_key"
 
     # Rule 4 and fuzzy flags for a new person (the key alone found nobody to link to).
-    same_person = _same_phi_persons(incoming, other, rules)
-    flags.extend(_other_key_flags(incoming, other, rules, exclude=set()))
+    best_other = _best_per_person(incoming, other, rules)  # computed once: compare() is not free
+    same_person = _same_phi_persons(best_other, rules)
+    flags.extend(_other_key_flags(incoming, best_other, rules))
     if len(present) < rules.min_fields_for_decision:
         flags.append(FlagSpec("incomplete_phi", {"rule": "rule5_incomplete_phi", "present_fields": present}))
     # link_and_flag links only on complete evidence: every compared field present on both sides and
@@ -190,24 +191,22 @@ def decide(incoming: NormalizedPHI, same_key: Sequence[Candidate], other: Sequen
     return Decision("new_person", rule, flags=tuple(_dedupe(flags)))
 
 
-def _same_phi_persons(incoming: NormalizedPHI, other: Sequence[Candidate], rules: MatchRules,
+def _same_phi_persons(best_other: dict[str, tuple[Comparison, Candidate]], rules: MatchRules,
                       ) -> list[tuple[Comparison, Candidate]]:
     """Rule 4 candidates: no compared field differs, the names agree, and enough fields were compared."""
     found = []
-    for cmp, cand in _best_per_person(incoming, other, rules).values():
+    for cmp, cand in best_other.values():
         if (not cmp.differing and "name" in cmp.equal
                 and len(cmp.compared) >= max(2, rules.min_fields_for_decision)):
             found.append((cmp, cand))
     return found
 
 
-def _other_key_flags(incoming: NormalizedPHI, other: Sequence[Candidate], rules: MatchRules,
-                     exclude: set[str]) -> list[FlagSpec]:
+def _other_key_flags(incoming: NormalizedPHI, best_other: dict[str, tuple[Comparison, Candidate]],
+                     rules: MatchRules) -> list[FlagSpec]:
     flags: list[FlagSpec] = []
-    strong = {cand.person_id for _, cand in _same_phi_persons(incoming, other, rules)}
-    for cmp, cand in _best_per_person(incoming, other, rules).values():
-        if cand.person_id in exclude:
-            continue
+    strong = {cand.person_id for _, cand in _same_phi_persons(best_other, rules)}
+    for cmp, cand in best_other.values():
         if cand.person_id in strong:
             flags.append(FlagSpec("possible_same_person", _evidence("rule4_same_phi_other_key", cmp, cand),
                                   cand.person_id, cand.identity_id))
@@ -231,11 +230,13 @@ def _fuzzy(a: NormalizedPHI, b: NormalizedPHI, rules: MatchRules) -> dict[str, A
         return None
     if not a.name.key or not b.name.key:
         return None
-    name_score = jaro_winkler(a.name.key, b.name.key)
     same_name = names_equal(a.name, b.name) is True
     if a.birth_date and b.birth_date:
-        if a.birth_date == b.birth_date and not same_name and name_score >= rules.fuzzy_name_threshold:
-            return {"name_similarity": round(name_score, 3), "birth_date": "equal"}
+        if (a.birth_date == b.birth_date and not same_name
+                and jaro_winkler_upper_bound(a.name.key, b.name.key) >= rules.fuzzy_name_threshold):
+            name_score = jaro_winkler(a.name.key, b.name.key)
+            if name_score >= rules.fuzzy_name_threshold:
+                return {"name_similarity": round(name_score, 3), "birth_date": "equal"}
         if same_name and rules.near_birth_dates and dates_near(a.birth_date, b.birth_date):
             return {"name_similarity": 1.0, "birth_date": "near"}
     return None

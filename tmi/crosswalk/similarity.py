@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 
 def jaro(a: str, b: str) -> float:
     """Jaro similarity in [0, 1]."""
@@ -44,6 +46,24 @@ def jaro_winkler(a: str, b: str, prefix_scale: float = 0.1, max_prefix: int = 4)
             break
         prefix += 1
     return score + prefix * prefix_scale * (1.0 - score)
+
+
+def jaro_winkler_upper_bound(a: str, b: str, prefix_scale: float = 0.1, max_prefix: int = 4) -> float:
+    """A cheap upper bound of :func:`jaro_winkler`: the matching characters cannot exceed the common
+    character multiset, transpositions can only lower the score, the prefix boost is at most
+    ``max_prefix``. Lets callers skip the quadratic computation for clearly different names."""
+    if not a or not b:
+        return 1.0 if a == b else 0.0
+    common = sum((Counter(a) & Counter(b)).values())
+    if common == 0:
+        return 0.0
+    bound = (common / len(a) + common / len(b) + 1.0) / 3.0
+    prefix = 0
+    for x, y in zip(a[:max_prefix], b[:max_prefix], strict=False):
+        if x != y:
+            break
+        prefix += 1
+    return min(1.0, bound + prefix * prefix_scale * (1.0 - bound))
 
 
 def dates_near(a: str, b: str) -> bool:

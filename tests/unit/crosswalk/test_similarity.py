@@ -28,3 +28,17 @@ def test_jaro_winkler_reference_values() -> None:
 ])
 def test_dates_near(a: str, b: str, near: bool) -> None:
     assert dates_near(a, b) is near
+
+
+def test_upper_bound_never_below_the_score() -> None:
+    import random
+
+    from tmi.crosswalk.similarity import jaro_winkler_upper_bound
+
+    rng = random.Random(3)
+    words = ["doe john", "john doe", "jon doe", "smith anna", "smyth anna", "muller jurgen", "", "a", "ab"]
+    words += ["".join(rng.choice("abcde ") for _ in range(rng.randint(1, 12))) for _ in range(300)]
+    for _ in range(5000):
+        a, b = rng.choice(words), rng.choice(words)
+        assert jaro_winkler_upper_bound(a, b) + 1e-9 >= jaro_winkler(a, b), (a, b)
+    assert jaro_winkler_upper_bound("smith anna", "kowalski zbigniew") < 0.9
