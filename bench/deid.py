@@ -573,6 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[{datetime.now(UTC):%H:%M:%S}] {msg}", flush=True)
 
     load_before = [round(x, 2) for x in os.getloadavg()]
+    machine_at_start = machine()  # the checkout is shared: record the code measured, start and end
     needs_tools = any(t in THIRD_PARTY for t in tools)
     tools_python = ensure_tools_venv(not args.no_install, log) if needs_tools else None
     wants_cli = any(t.startswith("tmi-cli") for t in tools)
@@ -604,7 +605,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": q,
         "runs": runs,
-        "machine": machine(),
+        "machine": machine_at_start,
+        "code_at_end": {k: v for k, v in machine().items() if k in ("git_commit", "tmi_uncommitted_files")},
         "tool_versions": tool_versions(tools_python),
         "load_before": load_before,
         "load_after": [round(x, 2) for x in os.getloadavg()],
