@@ -142,3 +142,22 @@ def test_console_phi_correction_keeps_the_original(gateway: Gateway) -> None:
         data={"identity_id": person.identity_id, "field": "alias", "value": "x", "reason": "no"},
     )
     assert refused.status_code == 422
+
+
+def test_console_merge_asks_for_confirmation_first(gateway: Gateway) -> None:
+    keep, other = gateway.persons[0].person_id, gateway.persons[2].person_id
+    gateway.client.post("/login", data={"token": gateway.admin})
+    asked = gateway.client.post(
+        f"/ui/admin/persons/{keep}/merge", data={"merge_person_ids": other, "reason": "same woman"}
+    )
+    assert asked.status_code == 200 and "Confirm merge" in asked.text and other in asked.text
+    assert gateway.audit_rows("crosswalk.merge") == []
+    done = gateway.client.post(
+        f"/ui/admin/persons/{keep}/merge",
+        data={"merge_person_id": other, "reason": "same woman", "confirmed": "yes"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"].endswith("changed=merge")
+    assert len(gateway.audit_rows("crosswalk.merge")) == 1
+    page = gateway.client.get(done.headers["location"]).text
+    assert "Moe^Mary" in page and "re-publishing" in page
