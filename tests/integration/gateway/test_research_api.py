@@ -111,3 +111,36 @@ def test_manifest_json_is_valid_for_empty_cohort(gateway: Gateway) -> None:
         gateway.client.post("/research/cohorts", headers=h, json={"modality": ["CT"]}).content
     )
     assert manifest["count"] == 0 and manifest["instances"] == []
+
+
+def test_research_page_pages_through_studies(gateway: Gateway) -> None:
+    import re
+    from datetime import date
+
+    import psycopg
+
+    from adapters.db import catalog
+
+    with psycopg.connect(gateway.dsn, autocommit=True) as conn:
+        for i in range(60):
+            catalog.upsert_instance(
+                conn,
+                catalog.CatalogEntry(
+                    sop_instance_uid=f"2.25.9{i}.1.1",
+                    series_instance_uid=f"2.25.9{i}.1",
+                    study_instance_uid=f"2.25.9{i}",
+                    pseudonym="TMI-00000000PG",
+                    bucket_key=f"pg/{i}.dcm",
+                    size_bytes=1,
+                    sha256="0" * 64,
+                    modality="CR",
+                    study_date=date(2023, 1, 1 + i % 28),
+                ),
+            )
+    gateway.client.post("/login", data={"token": gateway.researcher})
+    first = gateway.client.get("/ui/research", params={"modality": "CR", "sort": "study_date"})
+    assert first.status_code == 200 and first.text.count("TMI-00000000PG") == 50
+    (next_url,) = re.findall(r'href="([^"]+)" id="next-page"', first.text)
+    second = gateway.client.get(next_url.replace("&amp;", "&"))
+    assert second.text.count("TMI-00000000PG") == 10 and 'id="next-page"' not in second.text
+    assert 'id="count-studies">60<' in second.text
