@@ -45,6 +45,7 @@ class IntakeWriter:
         self._client: Any = None
         self._lock = threading.Lock()
         self._queue: queue.Queue[Path] = queue.Queue()
+        self._queued: set[Path] = set()  # handed to the uploaders: the periodic drainer leaves them alone
         self._uploaders: list[threading.Thread] = []
 
     @property
@@ -92,7 +93,10 @@ class IntakeWriter:
     def enqueue(self, instance_id: str, data: bytes, calling_aet: str | None) -> str:
         """Spool one instance and hand it to the uploader threads (:meth:`start_uploaders`)."""
         key = self.key_for(instance_id)
-        self._queue.put(self._spool(key, data, calling_aet))
+        meta = self._spool(key, data, calling_aet)
+        with self._lock:
+            self._queued.add(meta)
+        self._queue.put(meta)
         return key
 
     def _upload_spooled(self, meta_path: Path) -> bool:
@@ -115,6 +119,8 @@ class IntakeWriter:
                 while True:
                     try:
                         self._upload_spooled(meta_path)
+                        with self._lock:
+                            self._queued.discard(meta_path)
                         break
                     except Exception as exc:  # noqa: BLE001 - keep the file, retry later
                         logger.warning("intake upload failed, retrying: %s", type(exc).__name__)
@@ -135,6 +141,9 @@ class IntakeWriter:
             return 0
         done = 0
         for meta_path in sorted(self.spool_dir.glob("*.json")):
+            with self._lock:
+                if meta_path in self._queued:
+                    continue  # an uploader thread owns it (and retries it)
             data_path = meta_path.with_suffix("")
             if not data_path.exists():
                 continue

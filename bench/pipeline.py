@@ -66,13 +66,11 @@ def bench_stack(workers: int) -> Iterator[Any]:
     try:
         stack.up(progress=lambda m: print(f"bench: {m}", flush=True))
         yield stack
-    except BaseException:
-        kept = Path(tempfile.gettempdir()) / f"tmi-bench-pipeline-logs-{int(time.time())}"
-        shutil.copytree(run_dir / "logs", kept, dirs_exist_ok=True)
-        print(f"bench: failed; component logs kept in {kept}", flush=True)
-        raise
     finally:
         stack.down()
+        kept = Path(tempfile.gettempdir()) / f"tmi-bench-pipeline-logs-{int(time.time())}"
+        shutil.copytree(run_dir / "logs", kept, dirs_exist_ok=True)
+        print(f"bench: component logs kept in {kept}", flush=True)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -302,6 +300,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with stack_db(stack) as conn:
             results["pipeline_states"] = dict(conn.execute(
                 "SELECT state, count(*) FROM pipeline_objects GROUP BY state").fetchall())
+            results["objects_attempted_more_than_once"] = conn.execute(
+                "SELECT count(*) FROM pipeline_objects WHERE attempts > 1").fetchone()[0]
 
     results["instance"] = {"rows": args.rows, "columns": args.columns, "pixel_bytes": size,
                            "modality": "MG", "phi_rich": True}

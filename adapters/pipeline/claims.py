@@ -38,15 +38,17 @@ class ClaimOutcome:
     claimed: bool
     state: ClaimState | None
     attempts: int = 0
+    message: str | None = None  # the message whose delivery holds the claim
 
 
 _CLAIM_SQL = """
-INSERT INTO pipeline_objects (idempotency_key, bucket, object_key, etag, state, claimed_by, expires_at)
-VALUES (%(ikey)s, %(bucket)s, %(key)s, %(etag)s, 'IN_PROGRESS', %(worker)s,
+INSERT INTO pipeline_objects (idempotency_key, bucket, object_key, etag, state, claimed_by, claim_message,
+                              expires_at)
+VALUES (%(ikey)s, %(bucket)s, %(key)s, %(etag)s, 'IN_PROGRESS', %(worker)s, %(message)s,
         now() + make_interval(secs => %(ttl)s))
 ON CONFLICT (idempotency_key) DO UPDATE
-   SET state = 'IN_PROGRESS', claimed_by = EXCLUDED.claimed_by, expires_at = EXCLUDED.expires_at,
-       attempts = pipeline_objects.attempts + 1, updated_at = now()
+   SET state = 'IN_PROGRESS', claimed_by = EXCLUDED.claimed_by, claim_message = EXCLUDED.claim_message,
+       expires_at = EXCLUDED.expires_at, attempts = pipeline_objects.attempts + 1, updated_at = now()
  WHERE pipeline_objects.state = 'FAILED'
     OR (pipeline_objects.state = 'IN_PROGRESS' AND pipeline_objects.expires_at < now())
 RETURNING attempts
@@ -65,21 +67,22 @@ class ClaimStore:
         self._pool = pool
         self._ttl = claim_ttl_s
 
-    def claim(self, obj: S3ObjectRef) -> ClaimOutcome:
-        """Claim ``obj`` for processing (see the module docstring for the rules)."""
+    def claim(self, obj: S3ObjectRef, message: str | None = None) -> ClaimOutcome:
+        """Claim ``obj`` for processing on behalf of ``message`` (see the module docstring)."""
         params = {"ikey": obj.idempotency_key, "bucket": obj.bucket, "key": obj.key, "etag": obj.etag,
-                  "worker": worker_identity(), "ttl": self._ttl}
+                  "worker": worker_identity(), "ttl": self._ttl, "message": message or None}
         with self._pool.connection() as conn:
             row = conn.execute(_CLAIM_SQL, params).fetchone()
             if row is not None:
                 return ClaimOutcome(True, ClaimState.IN_PROGRESS, int(str(row[0])))
             existing = conn.execute(
-                "SELECT state, attempts FROM pipeline_objects WHERE idempotency_key = %s",
+                "SELECT state, attempts, claim_message FROM pipeline_objects WHERE idempotency_key = %s",
                 (obj.idempotency_key,),
             ).fetchone()
         if existing is None:  # pragma: no cover - deleted between the two statements
             return ClaimOutcome(False, None)
-        return ClaimOutcome(False, ClaimState(str(existing[0])), int(str(existing[1])))
+        return ClaimOutcome(False, ClaimState(str(existing[0])), int(str(existing[1])),
+                            str(existing[2]) if existing[2] is not None else None)
 
     def complete(self, obj: S3ObjectRef, *, pseudonym: str | None, research_key: str | None,
                  study_uid: str | None, series_uid: str | None, sop_uid: str | None) -> None:

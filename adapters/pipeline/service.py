@@ -111,11 +111,19 @@ class IntakeService:
         """Process one intake object version; see the module docstring. Raises RetryableError."""
         started = self.clock()
         log = {"object_key": obj.key, "etag": obj.etag, "request_id": request_id}
-        claim = self.claims.claim(obj)
+        claim = self.claims.claim(obj, message=request_id or None)
         if not claim.claimed:
             if claim.state in (ClaimState.COMPLETED, ClaimState.QUARANTINED):
                 logger.info("duplicate delivery skipped", extra={"tmi": {**log, "state": str(claim.state)}})
                 return ProcessResult(Outcome.DUPLICATE, obj.key)
+            if request_id and claim.message and claim.message != request_id:
+                # Another message (a duplicate notification) holds a live claim on the same object
+                # version; that message stays unacknowledged until its holder finishes, so if the holder
+                # dies, *its* redelivery finishes the work. This one can be acknowledged now.
+                logger.info("duplicate notification while in flight elsewhere; acknowledged",
+                            extra={"tmi": log})
+                return ProcessResult(Outcome.DUPLICATE, obj.key)
+            # Our own message again (its earlier holder died or is slow): retry until the claim expires.
             raise RetryableError(f"object is being processed by another worker (state {claim.state})")
         try:
             result = self._process_claimed(obj, log)

@@ -28,8 +28,8 @@ def localstack_stack(localstack_server: str) -> Iterator[StackHarness]:
         "AWS_ENDPOINT_URL": localstack_server, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_DEFAULT_REGION": "us-east-1",
         "TMI_INTAKE_BUCKET": f"tmi-intake-{suffix}", "TMI_RESEARCH_BUCKET": f"tmi-research-{suffix}",
-        "TMI_QUARANTINE_BUCKET": f"tmi-quarantine-{suffix}", "TMI_INTAKE_QUEUE": f"tmi-intake-events-{suffix}",
-        "TMI_INTAKE_DLQ": f"tmi-intake-dlq-{suffix}",
+        "TMI_QUARANTINE_BUCKET": f"tmi-quarantine-{suffix}",
+        "TMI_INTAKE_QUEUE": f"tmi-intake-events-{suffix}", "TMI_INTAKE_DLQ": f"tmi-intake-dlq-{suffix}",
     }
     with running_stack(env) as harness:
         yield harness
