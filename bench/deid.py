@@ -162,13 +162,26 @@ def _process_tree_rss(root: int) -> int:
     return total
 
 
+GNU_TIME = Path("/usr/bin/time")
+
+
 def measure(cmd: Sequence[str], *, timeout_s: float, env: dict[str, str] | None = None,
             stderr_path: Path) -> Run:
-    """Run ``cmd`` in its own session; wall time, CPU, peak RSS (process and tree); kill on timeout."""
+    """Run ``cmd`` in its own session; wall time, CPU, peak RSS (process and tree); kill on timeout.
+
+    The command runs under GNU ``time`` when available: Linux charges a child's ``ru_maxrss`` with the
+    high-water mark of the address space it had before ``exec`` — for a child forked straight from this
+    (~50 MB) Python process that would inflate every tool's peak RSS. Forked from ``time`` (~2 MB), the
+    tool's figure is its own (and, for ``maxrss``, that of its largest descendant).
+    """
+    rusage_path = stderr_path.with_suffix(".rusage")
+    rusage_path.unlink(missing_ok=True)
+    argv = list(cmd)
+    if GNU_TIME.exists():
+        argv = [str(GNU_TIME), "-o", str(rusage_path), "-f", "%M %U %S", *argv]
     started = time.perf_counter()
     with stderr_path.open("wb") as err:
-        proc = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=err, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True)
     peak_tree = 0
     timed_out = False
     while True:
@@ -185,8 +198,14 @@ def measure(cmd: Sequence[str], *, timeout_s: float, env: dict[str, str] | None 
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
     proc.returncode = code  # reaped by wait4; tell Popen
-    run = Run(ok=code == 0 and not timed_out, wall_s=round(wall, 3), user_s=round(usage.ru_utime, 3),
-              sys_s=round(usage.ru_stime, 3), peak_rss_mb=round(usage.ru_maxrss * 1024 / MB, 1),
+    maxrss_kb, user_s, sys_s = float(usage.ru_maxrss), usage.ru_utime, usage.ru_stime
+    lines = rusage_path.read_text().split("\n") if rusage_path.exists() else []
+    figures = [line.split() for line in lines if line.strip()]
+    if figures and len(figures[-1]) == 3:
+        # GNU time prefixes "Command exited with non-zero status N" when it failed; the figures come last.
+        maxrss_kb, user_s, sys_s = (float(x) for x in figures[-1])
+    run = Run(ok=code == 0 and not timed_out, wall_s=round(wall, 3), user_s=round(user_s, 3),
+              sys_s=round(sys_s, 3), peak_rss_mb=round(maxrss_kb * 1024 / MB, 1),
               peak_tree_rss_mb=round(peak_tree / MB, 1), exit_code=code)
     if timed_out:
         run.error = f"timed out after {timeout_s:.0f} s"

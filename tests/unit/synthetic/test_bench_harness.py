@@ -100,3 +100,13 @@ def test_subset_comparisons_use_time_per_instance(tmp_path: Path) -> None:
     versus = checks["small: `tmi deid --workers 1` faster than dicognito"]
     assert versus["ratio"] == pytest.approx(2 / 3, abs=1e-3) and versus["met"] is True
     assert "500" in versus["per_instance"]
+
+
+def test_peak_rss_is_the_tools_own_not_the_harness(tmp_path: Path) -> None:
+    """A tiny tool must not inherit this (large) process's memory high-water mark."""
+    ballast = bytearray(200_000_000)
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    run = bench.measure(["true"], timeout_s=60, stderr_path=tmp_path / "err")
+    assert run.ok
+    assert run.peak_rss_mb < 20, run
+    del ballast
