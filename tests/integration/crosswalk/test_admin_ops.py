@@ -255,3 +255,26 @@ def test_every_read_and_write_is_audited_without_phi(svc: CrosswalkService, admi
                    .fetchone())
     for value in ("Doe", "John", "19700101", "19700102", "CLINIC-A", "private text"):
         assert value.casefold() not in dump.casefold()
+
+
+def test_instance_lookups_and_states(svc: CrosswalkService, admin: Actor) -> None:
+    a = svc.resolve(JOHN_A)
+    [instance_id] = add_instances(svc, a, "80", 1)
+    rec = svc.set_instance_state(instance_id, "quarantined", detail="pixels.burned_in_annotation")
+    assert (rec.state, rec.state_detail) == ("quarantined", "pixels.burned_in_annotation")
+    found = svc.instance_by_original_uid("1.80.1.0", actor=admin)
+    assert found is not None and found.id == instance_id and found.anon_study_uid == "2.25.80"
+    assert svc.instance_by_original_uid("9.9.9", actor=admin) is None
+    with pytest.raises(InvalidChangeError):
+        svc.set_instance_state(instance_id, "lost")
+    with pytest.raises(UnknownRecordError):
+        svc.set_instance_state(424242, "published")
+    person = svc.person_by_pseudonym(a.pseudonym, actor=admin)
+    assert person.id == a.person_id
+    with pytest.raises(UnknownRecordError):
+        svc.person_by_pseudonym("TMI-0000000000", actor=admin)
+    note = svc.add_note(a.person_id, "first", actor=admin)
+    assert svc.note(note.id, actor=admin).history[0].body == "first"
+    actions = {e.action for e in svc.audit_query(actor=admin, limit=100)}
+    assert {"crosswalk.instance.read", "crosswalk.person.by_pseudonym", "crosswalk.note.read",
+            "crosswalk.instance.state"} <= actions
