@@ -50,6 +50,7 @@ def bench_stack(workers: int) -> Iterator[Any]:
     from tmi.settings import Settings, get_settings
 
     run_dir = Path(tempfile.mkdtemp(prefix="tmi-bench-pipeline-"))
+    run_dir.chmod(0o755)  # lets the `postgres` user (when we are root) keep its cluster in here
     env = {
         "TMI_RUN_DIR": str(run_dir), "TMI_PG_PORT": str(_free_port()), "TMI_S3_PORT": str(_free_port()),
         "TMI_INTAKE_DICOM_PORT": str(_free_port()), "TMI_INTAKE_HTTP_PORT": str(_free_port()),

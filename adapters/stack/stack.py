@@ -517,7 +517,14 @@ class Stack:
         """Log files of ``component`` (or of all components)."""
         if component:
             if component == "postgres":
-                return sorted((self.run_dir / "pg").glob("*.log"))
+                return [self._postgres_log()]
             return [self.process(component).log_file]
         files = sorted(self.log_dir.glob("*.log")) if self.log_dir.exists() else []
-        return files + sorted((self.run_dir / "pg").glob("*.log"))
+        return [*files, self._postgres_log()]
+
+    def _postgres_log(self) -> Path:
+        """The private cluster's log (next to its data folder, which may live under /var/tmp as root)."""
+        from adapters.postgres_cluster import _resolve_data_dir
+
+        data_dir = _resolve_data_dir(self.run_dir / "pg" / "data")
+        return data_dir.parent / f"{data_dir.name}.log"
