@@ -69,13 +69,17 @@ def _http_ok(url: str, auth: tuple[str, str] | None = None, timeout: float = 2.0
     return response.status_code < 500
 
 
-def _http_status(url: str, auth: tuple[str, str] | None = None, timeout: float = 2.0) -> int | None:
-    import requests
+def _orthanc_ok(url: str, username: str, password: str) -> bool:
+    """True when the Orthanc at ``url`` answers ``GET /system`` with these credentials."""
+    import httpx
+    from pyorthanc import Orthanc
 
     try:
-        return requests.get(url, auth=auth, timeout=timeout).status_code
-    except requests.RequestException:
-        return None
+        with Orthanc(url, username=username, password=password, timeout=2.0) as client:
+            client.get_system()
+    except httpx.HTTPError:
+        return False
+    return True
 
 
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -263,14 +267,13 @@ class Stack:
         return True
 
     def intake_healthy(self) -> bool:
-        """True when the intake Orthanc REST API answers with the admin account."""
-        auth = ("tmi-admin", self.secrets().intake_admin_password)
-        return _http_status(self.intake_http + "/system", auth) == 200
+        """True when the intake Orthanc REST API answers ``/system`` (pyorthanc, admin account)."""
+        return _orthanc_ok(self.intake_http, "tmi-admin", self.secrets().intake_admin_password)
 
     def research_healthy(self) -> bool:
-        """True when the research Orthanc REST API and DICOMweb answer with the pipeline account."""
-        auth = (self.settings.research_orthanc_user, self.secrets().research_pipeline_password)
-        return _http_status(self.research_http + "/system", auth) == 200
+        """True when the research Orthanc REST API answers ``/system`` (pyorthanc, pipeline account)."""
+        return _orthanc_ok(self.research_http, self.settings.research_orthanc_user,
+                           self.secrets().research_pipeline_password)
 
     def gateway_enabled(self) -> bool:
         """True when the gateway application module exists in this checkout (``TMI_STACK_GATEWAY=0`` turns

@@ -133,6 +133,8 @@ def test_runner_killed_mid_batch_loses_nothing_and_duplicates_nothing(
     paths = _write_instances(tmp_path, "kill", 80)
     names = [h.intake_key(p) for p in paths]
     _stop_workers(h)
+    # SIGTERM (stop_component) is a clean shutdown: the worker logs it and exits by itself.
+    assert '"msg": "worker stopped"' in h.stack.process("worker-1").log_file.read_text()
     try:
         assert h.storescu(paths).returncode == 0
         wait_for(lambda: len(_intake_names(h) & set(names)) == len(names), 30,
