@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.integration.browser.conftest import screenshot
@@ -20,11 +20,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 
 def _navigate(driver: Any, element: Any) -> None:
-    """Click ``element`` and wait until the next page has replaced this one."""
-    page = driver.find_element(By.TAG_NAME, "html")
+    """Click ``element`` and wait until the next page has replaced this one and finished loading.
+
+    A marker on the old page's ``window`` tells the pages apart (polling an old element for staleness
+    races with Chromium's DOM teardown)."""
+    driver.execute_script("window.__tmiOldPage = true")
     element.click()
-    WebDriverWait(driver, 15).until(EC.staleness_of(page))
-    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return !window.__tmiOldPage && document.readyState === 'complete'")
+    )
 
 
 def _login(driver: Any, url: str, token: str) -> None:
