@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -227,22 +227,37 @@ class CrosswalkService:
             if found is not None:
                 return found
             persons: dict[str, tuple[str, str]] = {}
-            # Pipeline: BEGIN + lock(s) + candidates travel together; so do the write + COMMIT.
-            with conn.pipeline(), conn.transaction():
-                self._lock_for(conn, norm, fingerprint)
-                if norm.match_key is None:
-                    found = self._by_fingerprint(conn, fingerprint, actor, source)  # a racing twin won
-                    same_key: list[Candidate] = []
-                else:
-                    same_key, raced = self._same_key_candidates(conn, norm, fingerprint, persons)
-                    found = self._by_fingerprint(conn, fingerprint, actor, source) if raced else None
-                if found is not None:
-                    return found
-                decision = decide(norm, same_key, (), self.rules)
-                if decision.action != "link" or self.rules.possible_same_person == "link_and_flag":
-                    decision = decide(norm, same_key, self._other_candidates(conn, norm, persons), self.rules)
-                cursor, resolution = self._queue_resolution(conn, phi, norm, fingerprint, decision, source,
-                                                            actor, persons)
+            cursor: psycopg.Cursor[Any] | None = None
+            resolution: Resolution | None = None
+            # Pipeline mode with an explicit BEGIN/COMMIT (psycopg's transaction() would sync after
+            # BEGIN and again before COMMIT): BEGIN + lock(s) + same-key candidates travel in one round
+            # trip, the rule-4 candidates (new patients only) in one, and person + identity + link + flags
+            # + audit + COMMIT in one. Errors surface at the next fetch or at the pipeline's final sync.
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    self._lock_for(conn, norm, fingerprint)
+                    if norm.match_key is None:
+                        found = self._by_fingerprint(conn, fingerprint, actor, source)  # a racing twin won
+                        same_key: list[Candidate] = []
+                    else:
+                        same_key, raced = self._same_key_candidates(conn, norm, fingerprint, persons)
+                        found = self._by_fingerprint(conn, fingerprint, actor, source) if raced else None
+                    if found is None:
+                        decision = decide(norm, same_key, (), self.rules)
+                        if decision.action != "link" or self.rules.possible_same_person == "link_and_flag":
+                            others = self._other_candidates(conn, norm, persons)
+                            decision = decide(norm, same_key, others, self.rules)
+                        cursor, resolution = self._queue_resolution(conn, phi, norm, fingerprint, decision,
+                                                                    source, actor, persons)
+                    conn.execute("COMMIT")
+            except BaseException:
+                if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                    conn.rollback()
+                raise
+            if found is not None:
+                return found
+            assert cursor is not None and resolution is not None
             row = cursor.fetchone()  # the pipeline has synced: identity id from the committed insert
             assert row is not None
             return dataclasses.replace(resolution, identity_id=int(row[0]))
