@@ -32,7 +32,8 @@ def _default_service() -> IntakeService:
     """The process-wide service, built on first use (nothing connects at import time)."""
     from adapters.pipeline.wiring import build_intake_service
 
-    return build_intake_service()
+    service: IntakeService = build_intake_service()
+    return service
 
 
 def _process_message(service: IntakeService, message: SqsMessage) -> tuple[bool, list[ProcessResult]]:

@@ -153,7 +153,6 @@ class Worker:
             )
         logger.info("batch handled", extra={"tmi": {"worker": self.name, "received": len(messages),
                                                     "acknowledged": len(done), "failed": len(failed)}})
-        return len(messages)
 
     def drain_republish(self) -> int:
         """Process pending republish work items (at most every ``republish_interval_s``)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
 
 from tmi.settings import Settings, get_settings
 
@@ -61,8 +61,8 @@ class ThreadLocalDeidentifier:
         scan identity is recorded for a re-read of an instance that arrived earlier."""
         from tmi.deid import Deidentifier
 
-        return Deidentifier(self._profile, self._key, pseudonyms=_FixedProvider(assignment)).deidentify(
-            src, dst, calling_aet=calling_aet)
+        deidentifier = Deidentifier(self._profile, self._key, pseudonyms=_FixedProvider(assignment))
+        return deidentifier.deidentify(cast(BinaryIO, src), cast(BinaryIO, dst), calling_aet=calling_aet)
 
     def last_resolution(self) -> Any:
         """The crosswalk resolution made by this thread's last ``deidentify`` (or None)."""
