@@ -312,8 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_cluster(cluster.data_dir, mode="fast")
         shutil.rmtree(workdir, ignore_errors=True)
-        if cluster.data_dir.parent != workdir:
+        if cluster.data_dir.parent != workdir:  # the cluster was placed under /var/tmp (running as root)
             shutil.rmtree(cluster.data_dir, ignore_errors=True)
+            cluster.log_file.unlink(missing_ok=True)
 
     result = {
         "identities": load["identities"],
