@@ -135,6 +135,9 @@ def _disable_nagle() -> None:
     AssociationSocket._tmi_nodelay = True  # type: ignore[attr-defined]
 
 
+counters: dict[str, int] = {"reassociations": 0}
+
+
 def send(stack: Any, datasets: list[Any], associations: int, rate: float | None) -> dict[str, float]:
     """C-STORE ``datasets`` over ``associations`` parallel associations; optionally paced to ``rate``/s.
 
@@ -146,6 +149,7 @@ def send(stack: Any, datasets: list[Any], associations: int, rate: float | None)
 
     _disable_nagle()
     done: dict[str, float] = {}
+    counters["reassociations"] = 0
     lock = threading.Lock()
     start = time.time()
     failures: list[str] = []
@@ -155,11 +159,12 @@ def send(stack: Any, datasets: list[Any], associations: int, rate: float | None)
         ae.acse_timeout, ae.dimse_timeout, ae.network_timeout = 60, 120, 120
         ae.add_requested_context(DigitalMammographyXRayImageStorageForPresentation,
                                  [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-        assoc = ae.associate("127.0.0.1", stack.settings.intake_dicom_port,
-                             ae_title=stack.settings.intake_aet)
-        if not assoc.is_established:
-            failures.append("association rejected")
-            return
+
+        def associate() -> Any:
+            return ae.associate("127.0.0.1", stack.settings.intake_dicom_port,
+                                ae_title=stack.settings.intake_aet)
+
+        assoc = associate()
         try:
             for index in range(part, len(datasets), associations):
                 if rate:
@@ -167,14 +172,24 @@ def send(stack: Any, datasets: list[Any], associations: int, rate: float | None)
                     if delay > 0:
                         time.sleep(delay)
                 ds = datasets[index]
-                status = assoc.send_c_store(ds)
-                if status is None or int(getattr(status, "Status", 0xFFFF)) != 0:
-                    failures.append(f"C-STORE status {getattr(status, 'Status', None)}")
-                    continue
-                with lock:
-                    done[str(ds.SOPInstanceUID)] = time.time()
+                for _attempt in range(3):  # like a modality: re-associate and resend after an abort
+                    if not assoc.is_established:
+                        with lock:
+                            counters["reassociations"] += 1
+                        assoc = associate()
+                        if not assoc.is_established:
+                            time.sleep(0.5)
+                            continue
+                    status = assoc.send_c_store(ds)
+                    if status is not None and int(getattr(status, "Status", 0xFFFF)) == 0:
+                        with lock:
+                            done[str(ds.SOPInstanceUID)] = time.time()
+                        break
+                else:
+                    failures.append(f"C-STORE of instance {index} failed 3 times")
         finally:
-            assoc.release()
+            if assoc.is_established:
+                assoc.release()
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(associations)]
     for thread in threads:
@@ -280,6 +295,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "latency_p95_s": round(percentile(lat, 95), 3) if lat else None,
             "cpu_seconds_by_component": _delta(component_cpu(stack), cpu0),
             "machine_load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
+            "cstore_reassociations": counters["reassociations"],
         }
         print(f"bench: {results['throughput']}", flush=True)
 
