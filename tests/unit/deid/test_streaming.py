@@ -57,15 +57,23 @@ def _pixel_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Peak RSS is read from /proc/self/status (VmHWM, this process's own address space). ru_maxrss is not
+# usable here: Linux carries the parent's high-water mark across fork/vfork + exec, so a child of a large
+# pytest process would report the parent's peak.
 _CHILD = """
-import json, resource, sys
+import json, sys
+def vm_hwm_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM")
 from tmi.deid import Deidentifier, OfflinePseudonymProvider, load_profile
 key = bytes(range(32))
 deid = Deidentifier(load_profile("clinic-research"), key, OfflinePseudonymProvider(key))
 with open(sys.argv[1], "rb") as src, open(sys.argv[2], "wb") as dst:
     result = deid.deidentify(src, dst)
 print(json.dumps({"outcome": result.outcome, "reason": result.reason, "bytes": result.bytes_written,
-                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                  "maxrss_kb": vm_hwm_kb()}))
 """
 
 

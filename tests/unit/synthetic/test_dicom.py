@@ -105,13 +105,18 @@ def test_streamed_multiframe_is_valid(tmp_path: Path) -> None:
 
 
 MEMORY_PROBE = textwrap.dedent("""
-    import json, resource, sys
+    import json, sys
     from pathlib import Path
+    def vm_hwm_kb():  # this process's own peak RSS; ru_maxrss would include the parent's (fork + exec)
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmHWM")
     from tmi.synthetic.dicom import write_multiframe_streaming
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    baseline = vm_hwm_kb()
     size = write_multiframe_streaming(Path(sys.argv[1]), seed=1, frames=int(sys.argv[2]),
                                       rows=1024, columns=1280)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = vm_hwm_kb()
     print(json.dumps({"size": size, "baseline_kb": baseline, "peak_kb": peak}))
 """)
 
