@@ -26,10 +26,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-import requests
+if TYPE_CHECKING:
+    import requests
+
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +158,8 @@ class UrlBook:
 
     def refresh(self, key: str, stale_url: str) -> str:
         """Presign ``key`` again, with up to ``PRESIGN_BATCH`` other pending keys, unless done meanwhile."""
+        import requests  # lazily: keeps `tmi` start-up fast for every other command
+
         with self._lock:
             if self._urls[key] != stale_url:
                 return self._urls[key]
@@ -201,6 +205,8 @@ class Downloader:
         self.summary = Summary()
 
     def _session(self) -> requests.Session:
+        import requests
+
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
@@ -213,6 +219,8 @@ class Downloader:
 
     def fetch(self, item: Item) -> str:
         """Make ``item`` present and verified; return ``"skipped"``, ``"downloaded"`` or ``"resumed"``."""
+        import requests
+
         dest = safe_destination(self.root, item.key)
         if dest.exists() and dest.stat().st_size == item.size and sha256_of(dest) == item.sha256:
             self._advance(item.size)
@@ -241,6 +249,8 @@ class Downloader:
         raise OSError(last_error)
 
     def _fetch_part(self, item: Item, part: Path) -> None:
+        import requests
+
         have = part.stat().st_size if part.exists() else 0
         if have > item.size:
             part.unlink()
@@ -271,6 +281,8 @@ class Downloader:
 
     def run(self, items: list[Item], parallel: int) -> Summary:
         """Download every item with ``parallel`` threads; return the summary."""
+        import requests
+
         start = time.monotonic()
         summary = self.summary
         summary.total = len(items)
