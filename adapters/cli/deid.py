@@ -117,12 +117,18 @@ def _process(task: tuple[str, str | None]) -> dict[str, Any]:
     return entry
 
 
+def _settings() -> Any:
+    """The settings object, imported only when an option was not given (pydantic-settings costs ~0.3 s)."""
+    from tmi.settings import get_settings
+
+    return get_settings()
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``tmi deid``; see the module docstring for the exit codes."""
     from tqdm import tqdm
 
     from tmi.deid import load_or_create_key, load_profile
-    from tmi.settings import get_settings
 
     # pydicom logs the offending *values* of malformed elements at WARNING: they may be PHI.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
@@ -131,9 +137,9 @@ def run(args: argparse.Namespace) -> int:
     if not src.exists():
         print(f"tmi deid: {src} does not exist", file=sys.stderr)
         return 2
-    profile_source = args.profile or get_settings().deid_profile
+    profile_source = args.profile or _settings().deid_profile
     load_profile(profile_source)  # validate before starting workers (ConfigurationError -> exit 2)
-    key_file = args.key_file or get_settings().deid_key_file
+    key_file = args.key_file or _settings().deid_key_file
     key, key_path, created = load_or_create_key(key_file)
     if created:
         print(
