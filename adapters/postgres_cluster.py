@@ -75,7 +75,25 @@ def _resolve_data_dir(data_dir: Path) -> Path:
     if _reachable_by_postgres(data_dir.parent):
         return data_dir
     digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
-    return Path("/var/tmp") / f"tmi-pg-{digest}"
+    fallback = Path("/var/tmp") / f"tmi-pg-{digest}"  # noqa: S108 - checked below before any use
+    # /var/tmp is world-writable: refuse a pre-planted symlink or a folder someone else owns.
+    if fallback.is_symlink() or (fallback.exists() and fallback.stat().st_uid not in _trusted_uids()):
+        raise PostgresClusterError(
+            f"{fallback} exists but is a symlink or not owned by postgres; remove it, or put the run "
+            "folder (TMI_RUN_DIR) somewhere the postgres user can reach"
+        )
+    return fallback
+
+
+def _trusted_uids() -> set[int]:
+    import pwd
+
+    uids = {os.geteuid()}
+    try:
+        uids.add(pwd.getpwnam("postgres").pw_uid)
+    except KeyError:
+        pass
+    return uids
 
 
 def is_running(data_dir: Path) -> bool:

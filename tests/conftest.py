@@ -54,7 +54,8 @@ def pg_cluster() -> Iterator[object]:
     """A private PostgreSQL cluster for the whole test session (127.0.0.1, random port)."""
     from adapters.postgres_cluster import PostgresClusterError, ensure_cluster, stop_cluster
 
-    if not any(Path(p).exists() for p in ("/usr/lib/postgresql/15/bin/pg_ctl", "/usr/lib/postgresql/16/bin/pg_ctl")):
+    pg_ctls = ("/usr/lib/postgresql/15/bin/pg_ctl", "/usr/lib/postgresql/16/bin/pg_ctl")
+    if not any(Path(p).exists() for p in pg_ctls):
         pytest.skip("PostgreSQL server not installed (make install installs it)")
     tmp_root = Path(tempfile.mkdtemp(prefix="tmi-test-pg-"))
     tmp_root.chmod(0o755)  # reachable by the postgres user, so the cluster stays in this private folder
