@@ -354,10 +354,10 @@ class Stack:
             return
         if _port_open(self.settings.s3_port):
             raise StackError(f"port {self.settings.s3_port} is taken by another program (set TMI_S3_PORT)")
-        moto = Path(sys.executable).with_name("moto_server")
-        argv = [str(moto)] if moto.exists() else [sys.executable, "-m", "moto.server"]
+        # moto's own app behind a leaner server (see adapters/stack/moto_server.py); same S3/SQS behaviour
+        argv = [sys.executable, "-m", "adapters.stack.moto_server"]
         say(f"s3: starting moto server on {self.local_s3_endpoint}")
-        proc.start([*argv, "-H", "127.0.0.1", "-p", str(self.settings.s3_port)], self.env())
+        proc.start([*argv, "-H", "127.0.0.1", "-p", str(self.settings.s3_port)], self.env(), cwd=PROJECT_DIR)
         self._wait("moto", self.s3_healthy, timeout_s)
         self._forget_object_claims(say)
 
