@@ -193,7 +193,9 @@ class Worker:
                     if len(inflight) >= self.threads:
                         wait(inflight, timeout=1.0, return_when=FIRST_COMPLETED)
                         continue
-                    messages = self.receive(0 if inflight else self.ctx.pipeline.wait_time_s)
+                    # Always a long poll: an empty queue costs one request per wait_time_s (moto's
+                    # ReceiveMessage walks the whole queue), and a message arriving wakes it at once.
+                    messages = self.receive(self.ctx.pipeline.wait_time_s)
                 except Exception:
                     logger.exception("poll failed; retrying", extra={"tmi": {"worker": self.name}})
                     self.stop.wait(2.0)
@@ -202,7 +204,7 @@ class Worker:
                     inflight.add(pool.submit(self.handle_batch, messages))
                     idle_since = time.monotonic()
                 elif inflight:
-                    wait(inflight, timeout=0.2, return_when=FIRST_COMPLETED)
+                    continue
                 elif once or (max_idle_s is not None and time.monotonic() - idle_since > max_idle_s):
                     break
             wait(inflight)  # SIGTERM: finish the batches in hand

@@ -14,7 +14,7 @@ class PipelineSettings(BaseSettings):
 
     workers: int = 2  # worker processes `tmi stack up` starts
     threads: int = 4  # messages processed concurrently per worker process
-    batch_size: int = 5  # SQS MaxNumberOfMessages (1..10): messages per handler invocation
+    batch_size: int = 10  # SQS MaxNumberOfMessages (1..10): messages per handler invocation
     wait_time_s: int = 1  # SQS long-poll seconds (short keeps latency low on an idle queue)
     claim_ttl_s: int = 300  # an IN_PROGRESS claim older than this may be taken over
     db_pool_size: int = 8
