@@ -62,24 +62,36 @@ class ResearchOrthanc:
         import requests
 
         client = self._dicomweb()
-        try:
-            post = getattr(client, "_http_post_multipart_application_dicom", None)
-            if post is not None:
-                from dicomweb_client.web import _Transaction
-
-                with open(path, "rb") as handle:
-                    data = handle.read()
-                response = post(client._get_studies_url(_Transaction.STORE), [data])
-            else:  # pragma: no cover - other dicomweb-client versions
-                import pydicom
-
-                response = client.store_instances(datasets=[pydicom.dcmread(path)])
-        except (requests.RequestException, OSError) as exc:
-            raise RetryableError(f"research STOW-RS failed: {type(exc).__name__}") from exc
+        for attempt in (1, 2):
+            try:
+                response = self._post(client, path)
+                break
+            except requests.ConnectionError as exc:
+                # Orthanc's HTTP server closes idle keep-alive connections; a POST racing that close fails
+                # with a ConnectionError (seen in bench.pipeline), which used to cost a 120 s redelivery.
+                # One immediate retry on a fresh connection: storing is idempotent (same UIDs,
+                # OverwriteInstances), and an Orthanc that is down fails both attempts at once.
+                if attempt == 2:
+                    raise RetryableError(f"research STOW-RS failed: {type(exc).__name__}") from exc
+            except (requests.RequestException, OSError) as exc:
+                raise RetryableError(f"research STOW-RS failed: {type(exc).__name__}") from exc
         failed = getattr(response, "FailedSOPSequence", None)
         if failed:
             reasons = ",".join(str(getattr(item, "FailureReason", "?")) for item in failed)
             raise RetryableError(f"research STOW-RS refused the instance (FailureReason {reasons})")
+
+    @staticmethod
+    def _post(client: Any, path: str) -> Any:
+        post = getattr(client, "_http_post_multipart_application_dicom", None)
+        if post is not None:
+            from dicomweb_client.web import _Transaction
+
+            with open(path, "rb") as handle:
+                data = handle.read()
+            return post(client._get_studies_url(_Transaction.STORE), [data])
+        import pydicom  # pragma: no cover - other dicomweb-client versions
+
+        return client.store_instances(datasets=[pydicom.dcmread(path)])  # pragma: no cover
 
     def search_instances(self, **search_filters: str) -> list[dict[str, Any]]:
         """QIDO-RS instance search (e.g. ``PatientID="TMI-..."``); returns DICOM JSON results."""
