@@ -216,3 +216,47 @@ def test_truncated_inside_a_large_element(deid: Deidentifier, tmp_path: Path) ->
     data = src.read_bytes()
     result, written = run(deid, data[: len(data) // 2])
     assert (result.outcome, result.reason) == ("quarantined", "dicom.truncated") and written == b""
+
+
+def _file_round_trip(deid: Deidentifier, data: bytes, tmp_path: Path) -> bytes:
+    """De-identify ``data`` from a real file into a real file (the in-kernel copy path)."""
+    src, dst = tmp_path / "in.dcm", tmp_path / "out.dcm"
+    src.write_bytes(data)
+    with src.open("rb") as fin, dst.open("wb") as fout:
+        result = deid.deidentify(fin, fout)
+        fout.flush()
+        assert fout.tell() == result.bytes_written  # the writer's position follows the kernel's copy
+    assert result.outcome == "written", result
+    assert result.bytes_written == dst.stat().st_size
+    return dst.read_bytes()
+
+
+def test_file_to_file_output_equals_in_memory_output(deid: Deidentifier, tmp_path: Path) -> None:
+    """The in-kernel pixel copy (files) and the chunked copy (buffers) produce the same bytes."""
+    ds = base_dataset(rows=64, columns=64)
+    ds.add_new(0x00091001, "LO", "private trailing value")  # removed: nothing after the pixels
+    data = to_file(ds)
+    _, in_memory = run(deid, data)
+    assert _file_round_trip(deid, data, tmp_path) == in_memory
+
+
+def test_kernel_copy_failing_halfway_falls_back_to_chunks(
+    deid: Deidentifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filesystem that refuses part-way (EXDEV, ENOSYS...) still yields the complete, identical output."""
+    import os
+
+    data = to_file(base_dataset(rows=128, columns=128))
+    _, expected = run(deid, data)
+    real = os.copy_file_range
+    calls: list[int] = []
+
+    def flaky(src_fd: int, dst_fd: int, count: int, offset_src: int | None = None) -> int:
+        calls.append(count)
+        if len(calls) == 1:
+            return int(real(src_fd, dst_fd, min(count, 1000), offset_src))
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", flaky)
+    assert _file_round_trip(deid, data, tmp_path) == expected
+    assert len(calls) == 2  # the kernel path was really taken, then abandoned
