@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tmi.synthetic.dicom import (
+    DEFAULT_CLINIC,
     Clinic,
     StudyInfo,
     SyntheticPatient,
@@ -38,18 +39,7 @@ from tmi.synthetic.dicom import (
 
 VIEWS: tuple[tuple[str, str], ...] = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
 
-NORTH = Clinic(
-    key="north",
-    institution="North Valley Breast Clinic",
-    issuer="NVBC-MRN",
-    address="12 Harbour Road, Northbridge",
-    department="Breast Imaging",
-    station="NVBC-MG01",
-    calling_aet="NVBC_MG01",
-    manufacturer="ACME Medical",
-    model="Senographe Synth 3000",
-    device_serial="NV-88231",
-)
+NORTH = DEFAULT_CLINIC  # the demo's first clinic is the generators' default clinic
 SOUTH = Clinic(
     key="south",
     institution="Southport Women's Health Centre",
