@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import io
 import logging
+import re
 import struct
 import warnings
 import zlib
@@ -255,6 +256,10 @@ class Deidentifier:
         result.assignment = assignment
         keep_sex = profile.table.get(0x00100040) == "K"
         alias = assignment.alias if keep_sex else alias_for(assignment.pseudonym, None)
+        own_names = _name_words(phi.name)
+        if alias.partition("^")[2].upper() in own_names:
+            # The alias was drawn without PHI and happens to carry this patient's real given name.
+            alias = alias_for(assignment.pseudonym, phi.sex if keep_sex else None, avoid=own_names)
         out_birth = _policy_birth_date(phi.birth_date, profile.birth_date)
         legit = {assignment.pseudonym, alias, out_birth or "", "DEIDENTIFIED"}
         masks = [alias.encode("ascii"), assignment.pseudonym.encode("ascii")]
@@ -678,6 +683,13 @@ def _load_deferred(ds: Dataset, src: BinaryIO, which: Callable[[int, str], bool]
                     reasons.TRUNCATED, f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) cut short"
                 )
             d[tag] = elem._replace(value=value)
+
+
+def _name_words(name: str | None) -> set[str]:
+    """Upper-cased words of every component and group of a PN value (``DOE^LENA MARIE=...``)."""
+    if not name:
+        return set()
+    return {w for w in re.split(r"[\^=\s,.\-]+", name.upper()) if w}
 
 
 def _policy_birth_date(birth: str | None, policy: str) -> str | None:

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import unicodedata
+from collections.abc import Collection
 
 from tmi.ports import PatientPHI, PseudonymAssignment
 
@@ -142,16 +143,28 @@ def normalize(value: str | None) -> str:
     return " ".join(text.split())
 
 
-def alias_for(pseudonym: str, sex: str | None) -> str:
+def alias_for(pseudonym: str, sex: str | None, avoid: Collection[str] = ()) -> str:
     """Return the deterministic, sex-consistent, clearly synthetic alias (a PN value) for ``pseudonym``.
 
     ``F`` picks from female given names, ``M`` from male ones, anything else from neutral ones; the
     family name is ``ALIAS-`` plus four pseudonym characters, e.g. ``ALIAS-7K3Q^MAYA``. Pure: no key.
+    ``avoid`` lists words (the patient's own name components) the given name must not equal: the pick
+    is drawn without looking at PHI, so it can coincide with the real given name by chance, and a real
+    name must never appear on the research side. The result stays deterministic for the same inputs.
     """
     digest = hashlib.sha256(("alias:" + pseudonym).encode("utf-8")).digest()
     code = (sex or "").strip().upper()[:1]
     names = _FEMALE if code == "F" else _MALE if code == "M" else _NEUTRAL
-    given = names[int.from_bytes(digest[:4], "big") % len(names)]
+    banned = {word.strip().upper() for word in avoid}
+    start = int.from_bytes(digest[:4], "big")
+    given = next(
+        (
+            names[(start + step) % len(names)]
+            for step in range(len(names))
+            if names[(start + step) % len(names)].upper() not in banned
+        ),
+        "ANON",
+    )
     tail = pseudonym[4:8] if pseudonym.startswith("TMI-") else crockford32(digest[4:8], 4)
     return f"ALIAS-{tail}^{given}"
 
