@@ -222,8 +222,11 @@ def test_real_given_name_equal_to_alias_given_name_is_still_scrubbed(deid: Deide
     assert result.assignment.alias == probe.assignment.alias
     assert result.outcome == "written", result.detail
     out = _read(data)
-    assert str(out.PatientName) == result.assignment.alias
+    # The alias is re-drawn so that the real given name appears nowhere, not even as the alias.
+    family, _, given = str(out.PatientName).partition("^")
+    assert family == result.assignment.alias.partition("^")[0] and given != alias_given
     assert alias_given.lower() not in out.SeriesDescription.lower()
+    assert alias_given.encode() not in data.upper()
 
 
 def test_patient_named_like_the_manufacturer_is_never_excused(deid: Deidentifier) -> None:
