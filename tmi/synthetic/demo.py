@@ -207,7 +207,7 @@ def _patient(family: str, given: str, sex: str, birth: str, pid: str, clinic: Cl
         address=f"{rng.randrange(1, 200)} {rng.choice(('Kongensgade', 'Birch Street', 'Via Roma'))}, "
                 f"{rng.choice(('Northbridge', 'Southport', 'Lakeside'))}",
         phone=f"+44 20 {rng.randrange(1000, 9999)} {rng.randrange(1000, 9999)}",
-        mother_birth_name=f"{rng.choice(('WEBER', 'COSTA', 'HOLM'))}^{rng.choice(('ROSA', 'OLGA', 'FREYA'))}",
+        mother_birth_name=f"{rng.choice(('WEBER', 'COSTA', 'HOLM'))}^{rng.choice(('ROSA', 'EDDA', 'FREYA'))}",
         occupation=rng.choice(("TEACHER", "NURSE", "ENGINEER", "RETIRED")),
     )
 
@@ -223,7 +223,7 @@ def _persons(seed: int) -> tuple[list[_Visit], dict[str, SyntheticPatient]]:
     andersen = _patient("ANDERSEN", "KAREN", "F", "19640312", pid("N"), NORTH, rng)
     okafor_n = _patient("OKAFOR", "GRACE", "F", "19711123", pid("N"), NORTH, rng, middle="ADAEZE")
     okafor_s = replace(okafor_n, patient_id=pid("S"), issuer=SOUTH.issuer)
-    hartmann = _patient("HARTMANN", "LENA", "F", "19580730", pid("S"), SOUTH, rng)
+    hartmann = _patient("HARTMANN", "HILKE", "F", "19580730", pid("S"), SOUTH, rng)
     dubois = _patient("DUBOIS", "CLAIRE", "F", "19800205", pid("N"), NORTH, rng)
     silva = _patient("SILVA", "JOÃO", "M", "19550918", pid("S"), SOUTH, rng)
     muller = _patient("MÜLLER", "SOPHIE", "F", "19690414", pid("N"), NORTH, rng)
@@ -234,7 +234,7 @@ def _persons(seed: int) -> tuple[list[_Visit], dict[str, SyntheticPatient]]:
         _Visit("okafor", okafor_s, SOUTH, start + 5 * weeks),  # same person, other clinic, other ID
         _Visit("hartmann", hartmann, SOUTH, start + 2 * weeks),
         # Typo: same ID and clinic, family name misspelt by one letter (A -> E).
-        _Visit("hartmann", hartmann, SOUTH, start + 8 * weeks, name_override="HERTMANN^LENA"),
+        _Visit("hartmann", hartmann, SOUTH, start + 8 * weeks, name_override="HERTMANN^HILKE"),
         _Visit("dubois", dubois, NORTH, start + 3 * weeks, burned_in_view=("R", "MLO")),
         _Visit("silva", silva, SOUTH, start + 3 * weeks),
         _Visit("muller", muller, NORTH, start + 4 * weeks),
@@ -329,7 +329,7 @@ def generate_demo(out_dir: Path, seed: int = 7, *, rows: int = 320, columns: int
     by_key = {p.key: p for p in persons}
     hartmann = canonical["hartmann"]
     typo = TypoCase(person="hartmann", clinic=SOUTH.key, patient_id=hartmann.patient_id,
-                    correct_name=hartmann.name, misspelt_name="HERTMANN^LENA",
+                    correct_name=hartmann.name, misspelt_name="HERTMANN^HILKE",
                     misspelt_study_uid=studies[("hartmann", 2)].study_uid)
     two_ids = TwoIdsCase(person="okafor", identities=by_key["okafor"].identities)
     tokens = {key: p.phi_tokens() + tuple(i.patient_id for i in by_key[key].identities)

@@ -138,3 +138,19 @@ def test_deterministic_and_json(demo: DemoManifest, tmp_path: Path) -> None:
     assert data["counts"]["files"] == len(demo.instances)
     assert data["counts"]["expected_quarantined"] == 2
     assert data["typo"]["misspelt_name"] == demo.typo.misspelt_name
+
+
+def test_population_names_never_look_like_an_alias(demo: DemoManifest) -> None:
+    """The end-to-end PHI scan checks research data against every demo patient's words. Aliases draw real
+    first names, so the synthetic population must not use any of them, or another patient's alias would
+    read as a leak (real populations may overlap harmlessly: an alias is not linked to that person)."""
+    from tmi.deid import pseudonyms
+
+    vocabulary = [f"ALIAS-0000^{g}" for g in (*pseudonyms._FEMALE, *pseudonyms._MALE, *pseudonyms._NEUTRAL)]
+    words: set[str] = set()
+    for values in demo.phi_tokens.values():
+        words.update(v.upper() for v in values)
+    for inst in demo.instances:
+        words.update(inst.patient_name.upper().replace("^", " ").split())
+    clashes = sorted({w for w in words if len(w) >= 4 for alias in vocabulary if w in alias})
+    assert clashes == []
