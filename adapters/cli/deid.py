@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
 import os
 import sys
 import tempfile
@@ -28,6 +27,36 @@ EXIT_INTERNAL = 3
 
 _DEID: Any = None  # the per-process Deidentifier (set by _init_worker)
 _DST: Path | None = None
+
+# Optional packages that pydicom's pixel-decoding back-ends import eagerly when present (numpy, Pillow)
+# and its test-data downloader (requests). ``tmi deid`` never decodes pixel data (it copies the bytes),
+# so a process that runs it has no use for them; importing them is ~0.3 s of the command's start-up,
+# which on a pair of 500 MB files is as long as copying one of them.
+PIXEL_BACKEND_MODULES: tuple[str, ...] = ("numpy", "PIL", "requests")
+
+
+def import_pydicom_without_pixel_backends() -> bool:
+    """Import pydicom with its optional pixel back-ends hidden; True when they were hidden.
+
+    Only the first import of pydicom in a process can be made lean: when pydicom (or one of the
+    back-ends) is already loaded (a test process, the pipeline worker) nothing changes. The back-ends
+    are hidden only while pydicom imports (``sys.modules[name] = None`` makes ``import name`` raise
+    ImportError, which pydicom treats as "not installed"), then unhidden, so code loaded later may
+    still import numpy; pydicom itself keeps treating them as absent, which is what de-identification
+    wants: it reads and writes headers and copies pixel bytes, and never calls ``pixel_array``.
+    """
+    if "pydicom" in sys.modules or any(name in sys.modules for name in PIXEL_BACKEND_MODULES):
+        return False
+    hidden = [name for name in PIXEL_BACKEND_MODULES]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import pydicom  # noqa: F401
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+    return True
 
 
 def register(subparsers: Any) -> None:
@@ -117,6 +146,25 @@ def _process(task: tuple[str, str | None]) -> dict[str, Any]:
     return entry
 
 
+class _NoProgress:
+    """Stands in for a progress bar when stderr is not a terminal (scripts, CI, benchmarks)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int) -> Any:
+    """A tqdm bar on a terminal; tqdm is not even imported otherwise (it is ~30 ms of start-up)."""
+    if not sys.stderr.isatty():
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="file", file=sys.stderr)
+
+
 def _settings() -> Any:
     """The settings object, imported only when an option was not given (pydantic-settings costs ~0.3 s)."""
     from tmi.settings import get_settings
@@ -126,8 +174,7 @@ def _settings() -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``tmi deid``; see the module docstring for the exit codes."""
-    from tqdm import tqdm
-
+    import_pydicom_without_pixel_backends()
     from tmi.deid import load_or_create_key, load_profile
 
     # pydicom logs the offending *values* of malformed elements at WARNING: they may be PHI.
@@ -156,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     entries: list[dict[str, Any]] = []
     tasks = [(p, args.calling_aet) for p in inputs]
-    bar = tqdm(total=len(tasks), unit="file", disable=not sys.stderr.isatty(), file=sys.stderr)
+    bar = _progress_bar(len(tasks))
     try:
         if workers == 1:
             _init_worker(profile_source, key, str(dst))
@@ -164,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
                 entries.append(_process(task))
                 bar.update(1)
         else:
+            import multiprocessing
+
             ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
             init_args = (profile_source, key, str(dst))
             with ctx.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
@@ -175,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     order = {p: i for i, p in enumerate(inputs)}
     entries.sort(key=lambda e: order.get(e["input"], 0))
     elapsed = time.time() - started
-    totals = {
+    totals: dict[str, Any] = {
         "inputs": len(entries),
         "written": sum(1 for e in entries if e["outcome"] == "written"),
         "quarantined": sum(1 for e in entries if e["outcome"] == "quarantined"),

@@ -96,3 +96,41 @@ def test_cli_bad_profile_is_a_usage_error(tmp_path: Path) -> None:
     src.write_bytes(to_file(base_dataset()))
     assert main(["deid", str(src), str(tmp_path / "o"), "--profile", "no-such-profile"]) == 2
     assert main(["deid", str(tmp_path / "missing"), str(tmp_path / "o")]) == 2
+
+
+def test_cli_process_does_not_load_pixel_backends_and_writes_the_same_bytes(tmp_path: Path) -> None:
+    """``tmi deid`` hides numpy/Pillow from pydicom to start fast; the output must not change."""
+    import subprocess
+    import sys
+
+    import numpy  # noqa: F401 - this (test) process has the pixel back-ends loaded
+
+    from tmi.deid import Deidentifier, OfflinePseudonymProvider, load_profile
+
+    key = bytes(range(32))
+    key_file = tmp_path / "k.key"
+    key_file.write_text(key.hex())
+    os.chmod(key_file, 0o600)
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.dcm").write_bytes(to_file(base_dataset(index=1)))
+    probe = (
+        "import sys\n"
+        "from adapters.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "loaded = [m for m in ('numpy', 'PIL') if m in sys.modules]\n"
+        "import numpy  # still importable afterwards\n"
+        "print(code, loaded)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, "deid", str(src), str(tmp_path / "cli"), "--key-file", str(key_file),
+         "--profile", "clinic-research", "--workers", "1"],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[3],
+    )
+    assert out.stdout.strip().splitlines()[-1] == "0 []"
+
+    (cli_file,) = list((tmp_path / "cli").rglob("*.dcm"))
+    deid = Deidentifier(load_profile("clinic-research"), key, OfflinePseudonymProvider(key))
+    with open(src / "a.dcm", "rb") as fin, open(tmp_path / "api.dcm", "wb") as fout:
+        assert deid.deidentify(fin, fout).outcome == "written"
+    assert cli_file.read_bytes() == (tmp_path / "api.dcm").read_bytes()
