@@ -315,20 +315,24 @@ class CrosswalkService:
 
     def _other_candidates(self, conn: Conn, norm: NormalizedPHI, persons: dict[str, tuple[str, str]],
                           ) -> list[Candidate]:
-        """Identities under other keys sharing the normalized name, or the birth date (fuzzy flags)."""
-        if not norm.name.key:
-            return []
+        """Identities under other keys sharing the normalized name, or the birth date (fuzzy flags, and
+        rule 4 on the fields present when a name is missing on one side)."""
         limit = self.rules.max_candidates
         other_key = "(s.clinic_key IS DISTINCT FROM %s OR s.patient_id_norm IS DISTINCT FROM %s)"
         key = norm.match_key or (None, None)
-        by_name = (_CANDIDATE_SELECT + _CANDIDATE_FROM + "WHERE s.name_key = %s AND " + other_key + " AND "
-                   + _NOT_SUPERSEDED + " LIMIT %s")
-        query, params = "(" + by_name + ")", [norm.name.key, *key, limit]
-        if norm.birth_date:
-            by_birth = (_CANDIDATE_SELECT + _CANDIDATE_FROM + "WHERE s.birth_date_norm = %s AND " + other_key
+        arms: list[str] = []
+        params: list[Any] = []
+        if norm.name.key:
+            arms.append(_CANDIDATE_SELECT + _CANDIDATE_FROM + "WHERE s.name_key = %s AND " + other_key
                         + " AND " + _NOT_SUPERSEDED + " LIMIT %s")
-            query += " UNION ALL (" + by_birth + ")"
+            params += [norm.name.key, *key, limit]
+        if norm.birth_date:
+            arms.append(_CANDIDATE_SELECT + _CANDIDATE_FROM + "WHERE s.birth_date_norm = %s AND " + other_key
+                        + " AND " + _NOT_SUPERSEDED + " LIMIT %s")
             params += [norm.birth_date, *key, limit * 4]
+        if not arms:
+            return []
+        query = " UNION ALL ".join("(" + arm + ")" for arm in arms)
         with conn.cursor(row_factory=dict_row) as cur:
             cur.execute(query, params)
             rows = cur.fetchall()

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from tmi.crosswalk.normalize import NormalizedPHI, names_equal
 from tmi.crosswalk.rules import MatchRules
-from tmi.crosswalk.similarity import dates_near, jaro_winkler, jaro_winkler_upper_bound
+from tmi.crosswalk.similarity import dates_near, jaro_winkler, jaro_winkler_upper_bound, token_similarity
 
 FlagKind = Literal[
     "possible_typo", "id_collision", "possible_same_person", "similar_person", "incomplete_phi",
@@ -202,6 +202,10 @@ def _same_phi_persons(best_other: dict[str, tuple[Comparison, Candidate]], rules
     return found
 
 
+def _name_missing_on_one_side(incoming: NormalizedPHI, cand: Candidate) -> bool:
+    return not (incoming.name.present and cand.phi.name.present)
+
+
 def _other_key_flags(incoming: NormalizedPHI, best_other: dict[str, tuple[Comparison, Candidate]],
                      rules: MatchRules) -> list[FlagSpec]:
     flags: list[FlagSpec] = []
@@ -209,6 +213,16 @@ def _other_key_flags(incoming: NormalizedPHI, best_other: dict[str, tuple[Compar
     for cmp, cand in best_other.values():
         if cand.person_id in strong:
             flags.append(FlagSpec("possible_same_person", _evidence("rule4_same_phi_other_key", cmp, cand),
+                                  cand.person_id, cand.identity_id))
+            continue
+        # Rules 4 + 5: a name missing on one side is neither a match nor a mismatch, so the fields that
+        # are present decide. When they all agree (birth date and sex at least), it is the same rule-4
+        # case on less evidence: flagged for review, never linked (link_and_flag needs every field).
+        if (not cmp.differing and _name_missing_on_one_side(incoming, cand)
+                and len(cmp.compared) >= max(2, rules.min_fields_for_decision)):
+            flags.append(FlagSpec("possible_same_person",
+                                  _evidence("rule4_same_present_phi_other_key", cmp, cand,
+                                            name_missing=True),
                                   cand.person_id, cand.identity_id))
             continue
         similarity = _fuzzy(incoming, cand.phi, rules)
@@ -232,9 +246,12 @@ def _fuzzy(a: NormalizedPHI, b: NormalizedPHI, rules: MatchRules) -> dict[str, A
         return None
     same_name = names_equal(a.name, b.name) is True
     if a.birth_date and b.birth_date:
-        if (a.birth_date == b.birth_date and not same_name
-                and jaro_winkler_upper_bound(a.name.key, b.name.key) >= rules.fuzzy_name_threshold):
-            name_score = jaro_winkler(a.name.key, b.name.key)
+        if a.birth_date == b.birth_date and not same_name:
+            name_score = 0.0
+            if jaro_winkler_upper_bound(a.name.key, b.name.key) >= rules.fuzzy_name_threshold:
+                name_score = jaro_winkler(a.name.key, b.name.key)
+            if name_score < rules.fuzzy_name_threshold:
+                name_score = max(name_score, token_similarity(a.name.key, b.name.key))
             if name_score >= rules.fuzzy_name_threshold:
                 return {"name_similarity": round(name_score, 3), "birth_date": "equal"}
         if same_name and rules.near_birth_dates and dates_near(a.birth_date, b.birth_date):

@@ -95,6 +95,18 @@ def test_rule4_other_key_same_phi_new_person_flagged(svc: CrosswalkService, cw_d
     assert row == (a.person_id,)
 
 
+def test_rule4_on_present_fields_for_a_nameless_arrival_at_another_clinic(svc: CrosswalkService,
+                                                                         cw_dsn: str) -> None:
+    """The name is missing: birth date + sex agree with a person under another key -> flagged, not linked
+    (the candidates come from the birth-date search, which used to need a name)."""
+    a = svc.resolve(JOHN)
+    b = svc.resolve(phi(issuer="CLINIC-B", patient_id="B-78", name=None))
+    assert b.person_id != a.person_id and b.created_person and b.flags == ("possible_same_person",)
+    with psycopg.connect(cw_dsn) as conn:
+        row = conn.execute("SELECT other_person_id::text, evidence->>'rule' FROM review_flag").fetchone()
+    assert row == (a.person_id, "rule4_same_present_phi_other_key")
+
+
 def test_rule4_policy_link_and_flag(cw_dsn: str) -> None:
     with CrosswalkService.connect(cw_dsn) as base:
         rules = base.rules.with_changes(possible_same_person="link_and_flag")

@@ -166,3 +166,34 @@ def test_link_and_flag_needs_complete_evidence() -> None:
     namesake = cand(7, "p9", phi(patient_id="X9", issuer="B", birth_date=None))
     d = decide(normalize_phi(JOHN), [], [namesake], rules)
     assert d.action == "new_person" and d.flag_kinds == ("possible_same_person",)
+
+
+def test_rule4_on_present_fields_when_a_name_is_missing_flags_but_never_links() -> None:
+    """Rules 4 + 5: a missing name is neither match nor mismatch; birth date + sex agreeing under
+    another key is the rule-4 case on less evidence — flagged, never linked, whatever the policy."""
+    other = cand(7, "p9", phi(patient_id="X9", issuer="B"))
+    nameless = normalize_phi(phi(name=None))
+    for rules in (RULES, RULES.with_changes(possible_same_person="link_and_flag")):
+        d = decide(nameless, [], [other], rules)
+        assert (d.action, d.flag_kinds) == ("new_person", ("possible_same_person",))
+        assert d.flags[0].person_id == "p9"
+        assert d.flags[0].evidence["rule"] == "rule4_same_present_phi_other_key"
+        assert d.flags[0].evidence["equal_fields"] == ["birth_date", "sex"]
+    # The name missing on the earlier identity instead: the same.
+    d = decide(normalize_phi(JOHN), [], [cand(8, "p8", phi(patient_id="X8", issuer="B", name=None))], RULES)
+    assert d.flag_kinds == ("possible_same_person",) and d.flags[0].person_id == "p8"
+    # Present fields disagree (sex), or only one field left to compare: no such flag.
+    d = decide(nameless, [], [cand(9, "p7", phi(patient_id="X7", issuer="B", sex="F"))], RULES)
+    assert "possible_same_person" not in d.flag_kinds
+    d = decide(normalize_phi(phi(name=None, sex=None)), [], [other], RULES)
+    assert "possible_same_person" not in d.flag_kinds and "incomplete_phi" in d.flag_kinds
+
+
+def test_fuzzy_flag_on_one_mistyped_name_part_with_equal_birth_date() -> None:
+    earlier = cand(7, "p9", phi(patient_id="X9", issuer="B", name="Linmannti^Anna", sex="F"))
+    d = decide(normalize_phi(phi(name="Linmannti^Anea", sex="F")), [], [earlier], RULES)
+    assert (d.action, d.flag_kinds) == ("new_person", ("similar_person",))
+    assert d.flags[0].evidence["birth_date"] == "equal" and d.flags[0].evidence["name_similarity"] >= 0.9
+    # Another birth date: no flag (the name alone is not evidence).
+    d = decide(normalize_phi(phi(name="Linmannti^Anea", sex="F", birth_date="19700202")), [], [earlier], RULES)
+    assert d.flags == ()

@@ -42,3 +42,18 @@ def test_upper_bound_never_below_the_score() -> None:
         a, b = rng.choice(words), rng.choice(words)
         assert jaro_winkler_upper_bound(a, b) + 1e-9 >= jaro_winkler(a, b), (a, b)
     assert jaro_winkler_upper_bound("smith anna", "kowalski zbigniew") < 0.9
+
+
+def test_token_similarity_needs_a_shared_part_and_scores_the_rest() -> None:
+    from tmi.crosswalk.similarity import jaro_winkler, token_similarity
+
+    # A keying error in a short part: the whole string scores below 0.9, the parts above.
+    assert jaro_winkler("anea linmannti", "anna linmannti") < 0.9
+    assert token_similarity("anea linmannti", "anna linmannti") >= 0.9
+    assert token_similarity("anna linmannti", "anea linmannti") == token_similarity(
+        "anea linmannti", "anna linmannti")
+    # No identical part: not this measure's business (strangers who merely look alike).
+    assert token_similarity("anea linmanti", "anna linmannti") == 0.0
+    # One shared common part, the other part unrelated: low.
+    assert token_similarity("anna smith", "anna kowalczyk") < 0.9
+    assert token_similarity("", "anna") == 0.0
