@@ -54,7 +54,7 @@ from tmi.crosswalk.model import (
     UnknownRecordError,
 )
 from tmi.crosswalk.normalize import NormalizedName, NormalizedPHI, fold_text, normalize_phi, raw_fingerprint
-from tmi.crosswalk.pseudonyms import alias_for, new_pseudonym
+from tmi.crosswalk.pseudonyms import alias_for, name_words, new_pseudonym
 from tmi.crosswalk.rules import MatchRules, load_rules
 from tmi.errors import PoisonInputError, RetryableError
 from tmi.ports import PatientPHI, PseudonymAssignment
@@ -82,15 +82,6 @@ _IDENTITY_COLUMNS = sql.SQL(
     "l.rule AS link_rule, "
     "(SELECT max(c.id) FROM scan_identity c WHERE c.corrects_id = s.id) AS superseded_by"
 )
-_CANDIDATE_SELECT = (
-    "SELECT s.id, l.person_id::text AS person_id, p.pseudonym, p.alias, s.clinic_key, s.patient_id_norm, "
-    "s.name_alpha, s.name_ideo, s.name_phon, s.birth_date_norm, s.sex_norm"
-)
-_CANDIDATE_FROM = (
-    " FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL "
-    "JOIN person p ON p.id = l.person_id "
-)
-_NOT_SUPERSEDED = "NOT EXISTS (SELECT 1 FROM scan_identity c WHERE c.corrects_id = s.id)"
 _FLAG_COLUMNS = (
     "id, kind, status, identity_id, person_id::text AS person_id, other_person_id::text AS other_person_id, "
     "other_identity_id, evidence, created_at, resolution, resolved_by, resolved_at"
@@ -103,6 +94,61 @@ _INSTANCE_SELECT = (
 )
 
 
+# Step 1 of resolve(): every candidate in one statement (one snapshot), with the sizes of the two groups
+# the advisory locks protect and whether an identical arrival exists. Arms: 'k' same match key (all of
+# its identities), 'n' other keys with the same normalized name, 'b' other keys with the same birth date
+# (fuzzy flags; rule 4 on the fields present when a name is missing). A NULL parameter empties its arm.
+# Other-key identities of the other sex are left out: no rule or flag can come of them (rule 4 needs
+# no differing field, fuzzy evidence needs the sexes not to differ).
+# Candidates carry person ids only: the pseudonym/alias of a linked person is read by the write itself.
+_CANDIDATES_SQL = """
+WITH snap AS (
+  SELECT EXISTS (SELECT 1 FROM scan_identity WHERE fingerprint = %(fp)s AND kind = 'arrived') AS fp_seen,
+         (SELECT count(*) FROM scan_identity WHERE clinic_key = %(ck)s AND patient_id_norm = %(pk)s) AS key_n,
+         (SELECT count(*) FROM scan_identity
+           WHERE name_key = %(nk)s AND birth_date_norm IS NOT DISTINCT FROM %(bd)s) AS nb_n),
+cand AS (
+  (SELECT 'k' AS arm, s.id, l.person_id::text, s.clinic_key, s.patient_id_norm, s.name_alpha, s.name_ideo,
+          s.name_phon, s.birth_date_norm, s.sex_norm
+     FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL
+    WHERE s.clinic_key = %(ck)s AND s.patient_id_norm = %(pk)s
+      AND NOT EXISTS (SELECT 1 FROM scan_identity c WHERE c.corrects_id = s.id))
+  UNION ALL
+  (SELECT 'n', s.id, l.person_id::text, s.clinic_key, s.patient_id_norm, s.name_alpha, s.name_ideo,
+          s.name_phon, s.birth_date_norm, s.sex_norm
+     FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL
+    WHERE s.name_key = %(nk)s
+      AND (s.clinic_key IS DISTINCT FROM %(ck)s OR s.patient_id_norm IS DISTINCT FROM %(pk)s)
+      AND (s.sex_norm IS NULL OR %(sex)s::text IS NULL OR s.sex_norm = %(sex)s)
+      AND NOT EXISTS (SELECT 1 FROM scan_identity c WHERE c.corrects_id = s.id)
+    LIMIT %(lim)s)
+  UNION ALL
+  (SELECT 'b', s.id, l.person_id::text, s.clinic_key, s.patient_id_norm, s.name_alpha, s.name_ideo,
+          s.name_phon, s.birth_date_norm, s.sex_norm
+     FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL
+    WHERE s.birth_date_norm = %(bd)s
+      AND (s.clinic_key IS DISTINCT FROM %(ck)s OR s.patient_id_norm IS DISTINCT FROM %(pk)s)
+      AND (s.sex_norm IS NULL OR %(sex)s::text IS NULL OR s.sex_norm = %(sex)s)
+      AND NOT EXISTS (SELECT 1 FROM scan_identity c WHERE c.corrects_id = s.id)
+    LIMIT %(lim_birth)s))
+SELECT snap.fp_seen, snap.key_n, snap.nb_n, cand.* FROM snap LEFT JOIN cand ON NOT snap.fp_seen
+"""
+_RESOLVE_ATTEMPTS = 8
+
+
+def _candidate_from_tuple(row: Sequence[Any]) -> Candidate:
+    """A candidate from a :data:`_CANDIDATES_SQL` row (``fp_seen, key_n, nb_n, arm, id, person_id, …``)."""
+    return Candidate(
+        identity_id=int(row[4]),
+        person_id=str(row[5]),
+        phi=NormalizedPHI(
+            clinic=row[6], patient_id=row[7],
+            name=NormalizedName(row[8] or "", row[9] or "", row[10] or ""),
+            birth_date=row[11], sex=row[12],
+        ),
+    )
+
+
 def _lock_id(text: str) -> int:
     """A signed 64-bit advisory-lock id for ``text`` (stable across processes)."""
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big", signed=True)
@@ -110,18 +156,6 @@ def _lock_id(text: str) -> int:
 
 def _none_if_empty(value: str) -> str | None:
     return value or None
-
-
-def _candidate(row: Mapping[str, Any]) -> Candidate:
-    return Candidate(
-        identity_id=int(row["id"]),
-        person_id=str(row["person_id"]),
-        phi=NormalizedPHI(
-            clinic=row["clinic_key"], patient_id=row["patient_id_norm"],
-            name=NormalizedName(row["name_alpha"] or "", row["name_ideo"] or "", row["name_phon"] or ""),
-            birth_date=row["birth_date_norm"], sex=row["sex_norm"],
-        ),
-    )
 
 
 class CrosswalkService:
@@ -196,12 +230,21 @@ class CrosswalkService:
 
         Identical arrivals (same raw PHI) share one scan identity and return at once. Otherwise the
         match key (clinic, patient ID) — and the normalized name + birth date, for rule 4 — are locked
-        for the transaction, so two workers resolving one brand-new patient create exactly one person.
-        ``source`` is a PHI-free provenance string (e.g. the intake object key).
+        for the writing transaction, so two workers resolving one brand-new patient create exactly one
+        person. ``source`` is a PHI-free provenance string (e.g. the intake object key).
 
-        The hot paths are kept to few round trips: an identical re-arrival is one statement (lookup and
-        audit row together); a new arrival is lock, candidates (with a race re-check folded in), and one
-        statement inserting identity, link and audit row.
+        Two round trips at most (optimistic concurrency under the advisory locks):
+
+        1. read, without a transaction: the identical-arrival lookup (with its audit row), and in the
+           same trip every candidate (same key; other keys by name or birth date) together with the
+           sizes of the two locked groups (rows under the key, rows with this name + birth date);
+        2. ``BEGIN``, the locks, one statement that writes person, identity, link, flags and audit row
+           **only if** the locked groups still have the sizes read in step 1 (scan identities are
+           never deleted, so any concurrent arrival grows them) and a linked person is still active
+           and still linked, then ``COMMIT``.
+
+        When the check fails (a concurrent worker stored a relevant identity in between) nothing is
+        written and the resolve starts over with fresh candidates.
         """
         fingerprint = raw_fingerprint(phi)
         norm = normalize_phi(phi, self.rules.clinic_key_fields)
@@ -209,63 +252,80 @@ class CrosswalkService:
             # Nothing identifies the patient: linking would lump every such instance into one person.
             raise PoisonInputError("crosswalk.no_patient_identity",
                                    "no patient ID, name or birth date to resolve a person from")
-        for attempt in range(3):
+        clashes = 0
+        for _ in range(_RESOLVE_ATTEMPTS):
             try:
-                return self._resolve_once(phi, norm, fingerprint, source, actor)
+                result = self._resolve_once(phi, norm, fingerprint, source, actor)
             except psycopg.errors.UniqueViolation as exc:
-                # Only a random pseudonym or person UUID clash can get here (the locks serialize
-                # everything else); draw again.
-                if attempt == 2 or exc.diag.constraint_name not in ("person_pseudonym_key", "person_pkey"):
+                # A random pseudonym or person UUID clash (astronomically rare): draw again.
+                clashes += 1
+                if clashes == 3 or exc.diag.constraint_name not in ("person_pseudonym_key", "person_pkey"):
                     raise
-        raise AssertionError("unreachable")
+                continue
+            if result is not None:
+                return result
+        raise RetryableError("crosswalk: concurrent arrivals kept changing this patient's candidates")
 
     def _resolve_once(self, phi: PatientPHI, norm: NormalizedPHI, fingerprint: str, source: str | None,
-                      actor: Actor) -> Resolution:
+                      actor: Actor) -> Resolution | None:
+        """One optimistic attempt (see :meth:`resolve`); ``None`` when it must be repeated."""
         with self._conn() as conn:
-            # Autocommit: the lookup and its audit row commit as one statement, one round trip.
-            found = self._by_fingerprint(conn, fingerprint, actor, source)
+            key = norm.match_key or (None, None)
+            birth = norm.birth_date
+            name_key = _none_if_empty(norm.name.key)
+            # Both statements travel together; the pipeline syncs once, on exit (fetching inside the
+            # block would sync twice).
+            with conn.pipeline():
+                hit = self._by_fingerprint_cursor(conn, fingerprint, actor, source)
+                cands = conn.execute(_CANDIDATES_SQL, {
+                    "fp": fingerprint, "ck": key[0], "pk": key[1], "nk": name_key, "bd": birth,
+                    "sex": norm.sex, "lim": self.rules.max_candidates,
+                    "lim_birth": self.rules.max_candidates * 4})
+            found = self._fingerprint_resolution(hit.fetchone())
             if found is not None:
                 return found
-            persons: dict[str, tuple[str, str]] = {}
-            cursor: psycopg.Cursor[Any] | None = None
-            resolution: Resolution | None = None
-            # Pipeline mode with an explicit BEGIN/COMMIT (psycopg's transaction() would sync after
-            # BEGIN and again before COMMIT): BEGIN + lock(s) + same-key candidates travel in one round
-            # trip, the rule-4 candidates (new patients only) in one, and person + identity + link + flags
-            # + audit + COMMIT in one. Errors surface at the next fetch or at the pipeline's final sync.
+            rows = cands.fetchall()
+            fp_seen, key_n, name_birth_n = rows[0][0], rows[0][1], rows[0][2]
+            if fp_seen:
+                return None  # an identical arrival was committed in between: the next attempt finds it
+            same_key: list[Candidate] = []
+            others: dict[int, Candidate] = {}
+            for row in rows:
+                if row[3] is None:
+                    continue
+                cand = _candidate_from_tuple(row)
+                if row[3] == "k":
+                    same_key.append(cand)
+                else:
+                    others.setdefault(cand.identity_id, cand)
+            decision = decide(norm, same_key, list(others.values()), self.rules)
+            via = [c.identity_id for c in (*same_key, *others.values()) if c.person_id == decision.person_id]
             try:
                 with conn.pipeline():
                     conn.execute("BEGIN")
                     self._lock_for(conn, norm, fingerprint)
-                    if norm.match_key is None:
-                        found = self._by_fingerprint(conn, fingerprint, actor, source)  # a racing twin won
-                        same_key: list[Candidate] = []
-                    else:
-                        same_key, raced = self._same_key_candidates(conn, norm, fingerprint, persons)
-                        found = self._by_fingerprint(conn, fingerprint, actor, source) if raced else None
-                    if found is None:
-                        decision = decide(norm, same_key, (), self.rules)
-                        if decision.action != "link" or self.rules.possible_same_person == "link_and_flag":
-                            others = self._other_candidates(conn, norm, persons)
-                            decision = decide(norm, same_key, others, self.rules)
-                        cursor, resolution = self._queue_resolution(conn, phi, norm, fingerprint, decision,
-                                                                    source, actor, persons)
+                    cursor, resolution = self._queue_resolution(
+                        conn, phi, norm, fingerprint, decision, source, actor,
+                        guard={"key_n": key_n, "nb_n": name_birth_n, "via": via})
                     conn.execute("COMMIT")
             except BaseException:
                 if conn.info.transaction_status != pq.TransactionStatus.IDLE:
                     conn.rollback()
                 raise
-            if found is not None:
-                return found
-            assert cursor is not None and resolution is not None
-            row = cursor.fetchone()  # the pipeline has synced: identity id from the committed insert
-            assert row is not None
-            return dataclasses.replace(resolution, identity_id=int(row[0]))
+            row = cursor.fetchone()  # the pipeline has synced: the committed insert's result
+            if row is None:
+                return None  # the guard failed: nothing was written
+            identity_id, pseudonym, alias = row
+            if resolution.created_person:
+                return dataclasses.replace(resolution, identity_id=int(identity_id))
+            return dataclasses.replace(resolution, identity_id=int(identity_id), pseudonym=pseudonym,
+                                       alias=alias)
 
-    def _by_fingerprint(self, conn: Conn, fingerprint: str, actor: Actor, source: str | None,
-                        ) -> Resolution | None:
-        """An identical earlier arrival, its person and open flags; audited in the same statement."""
-        row = conn.execute(
+    @staticmethod
+    def _by_fingerprint_cursor(conn: Conn, fingerprint: str, actor: Actor, source: str | None,
+                               ) -> psycopg.Cursor[Any]:
+        """Queue the identical-arrival lookup, audited in the same statement."""
+        return conn.execute(
             "WITH hit AS ("
             " SELECT s.id, p.id AS pid, p.pseudonym, p.alias, "
             "  ARRAY(SELECT DISTINCT f.kind FROM review_flag f "
@@ -281,11 +341,20 @@ class CrosswalkService:
             "SELECT id, pid::text, pseudonym, alias, flags FROM hit",
             {"fp": fingerprint, "actor": actor.name, "role": actor.role, "req": actor.request_id,
              "source": source},
-        ).fetchone()
+        )
+
+    @staticmethod
+    def _fingerprint_resolution(row: Sequence[Any] | None) -> Resolution | None:
         if row is None:
             return None
         return Resolution(person_id=row[1], pseudonym=row[2], alias=row[3], flags=tuple(row[4]),
                           identity_id=int(row[0]), created_person=False, rule="exact_arrival")
+
+    def _by_fingerprint(self, conn: Conn, fingerprint: str, actor: Actor, source: str | None,
+                        ) -> Resolution | None:
+        """An identical earlier arrival, its person and open flags; audited in the same statement."""
+        return self._fingerprint_resolution(
+            self._by_fingerprint_cursor(conn, fingerprint, actor, source).fetchone())
 
     def _lock_for(self, conn: Conn, norm: NormalizedPHI, fingerprint: str) -> None:
         keys = set()
@@ -298,49 +367,6 @@ class CrosswalkService:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (ordered[0],))
         else:
             conn.execute("SELECT pg_advisory_xact_lock(%s), pg_advisory_xact_lock(%s)", tuple(ordered))
-
-    def _same_key_candidates(self, conn: Conn, norm: NormalizedPHI, fingerprint: str,
-                             persons: dict[str, tuple[str, str]]) -> tuple[list[Candidate], bool]:
-        """Current identities under the match key; also says whether an identical arrival is among them
-        (another worker committed it while we waited for the lock)."""
-        assert norm.match_key is not None
-        with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(_CANDIDATE_SELECT + ", (s.fingerprint IS NOT DISTINCT FROM %s) AS same_fp "
-                        + _CANDIDATE_FROM + "WHERE s.clinic_key = %s AND s.patient_id_norm = %s AND "
-                        + _NOT_SUPERSEDED, (fingerprint, *norm.match_key))
-            rows = cur.fetchall()
-        for r in rows:
-            persons[r["person_id"]] = (r["pseudonym"], r["alias"])
-        return [_candidate(r) for r in rows], any(r["same_fp"] for r in rows)
-
-    def _other_candidates(self, conn: Conn, norm: NormalizedPHI, persons: dict[str, tuple[str, str]],
-                          ) -> list[Candidate]:
-        """Identities under other keys sharing the normalized name, or the birth date (fuzzy flags, and
-        rule 4 on the fields present when a name is missing on one side)."""
-        limit = self.rules.max_candidates
-        other_key = "(s.clinic_key IS DISTINCT FROM %s OR s.patient_id_norm IS DISTINCT FROM %s)"
-        key = norm.match_key or (None, None)
-        arms: list[str] = []
-        params: list[Any] = []
-        if norm.name.key:
-            arms.append(_CANDIDATE_SELECT + _CANDIDATE_FROM + "WHERE s.name_key = %s AND " + other_key
-                        + " AND " + _NOT_SUPERSEDED + " LIMIT %s")
-            params += [norm.name.key, *key, limit]
-        if norm.birth_date:
-            arms.append(_CANDIDATE_SELECT + _CANDIDATE_FROM + "WHERE s.birth_date_norm = %s AND " + other_key
-                        + " AND " + _NOT_SUPERSEDED + " LIMIT %s")
-            params += [norm.birth_date, *key, limit * 4]
-        if not arms:
-            return []
-        query = " UNION ALL ".join("(" + arm + ")" for arm in arms)
-        with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(query, params)
-            rows = cur.fetchall()
-        out: dict[int, Candidate] = {}
-        for r in rows:
-            persons[r["person_id"]] = (r["pseudonym"], r["alias"])
-            out[int(r["id"])] = _candidate(r)
-        return list(out.values())
 
     def _insert_identity(self, conn: Conn, phi: PatientPHI, norm: NormalizedPHI, *, kind: str,
                          fingerprint: str | None, source: str | None, actor: Actor,
@@ -392,34 +418,48 @@ class CrosswalkService:
 
     def _queue_resolution(self, conn: Conn, phi: PatientPHI, norm: NormalizedPHI, fingerprint: str,
                           decision: Decision, source: str | None, actor: Actor,
-                          persons: Mapping[str, tuple[str, str]]) -> tuple[psycopg.Cursor[Any], Resolution]:
-        """Queue ONE statement writing the (new) person, the identity, its link, its flags and the audit
-        row; the caller reads the identity id after the pipeline synced."""
+                          guard: Mapping[str, Any]) -> tuple[psycopg.Cursor[Any], Resolution]:
+        """Queue ONE statement that checks ``guard`` (the locked groups' sizes read with the candidates,
+        the linked person still active and linked) and, when it holds, writes the (new) person, the
+        identity, its link, its flags and the audit row. It returns the identity id and the linked
+        person's pseudonym and alias — or no row, when the guard failed and nothing was written."""
         created = decision.action == "new_person"
         if created:
             person_id = str(uuid.uuid4())
             pseudonym = new_pseudonym()
-            alias = alias_for(pseudonym, norm.sex)
+            alias = alias_for(pseudonym, norm.sex, avoid=name_words(phi.name))
             method, confidence = "exact", 1.0
         else:
             assert decision.person_id is not None
             person_id = decision.person_id
-            pseudonym, alias = persons[person_id]
+            pseudonym, alias = "", ""  # read from the person row by the statement
             method, confidence = decision.method, decision.confidence
+        key = norm.match_key or (None, None)
         flags = list(decision.flag_kinds)
         flag_rows = [{"kind": f.kind, "other_person": f.person_id, "other_identity": f.identity_id,
                       "evidence": f.evidence} for f in decision.flags]
         cursor = conn.execute(
-            "WITH p AS (INSERT INTO person (id, pseudonym, alias, sex, created_by) "
-            "  SELECT %(person)s, %(pseudonym)s, %(alias)s, %(sex_norm)s, %(actor)s WHERE %(create)s), "
+            "WITH g AS (SELECT ("
+            "  (SELECT count(*) FROM scan_identity WHERE clinic_key = %(ck)s AND patient_id_norm = %(pk)s)"
+            "   = %(key_n)s"
+            "  AND (SELECT count(*) FROM scan_identity WHERE name_key = %(name_key)s"
+            "       AND birth_date_norm IS NOT DISTINCT FROM %(birth_norm)s) = %(nb_n)s"
+            "  AND NOT EXISTS (SELECT 1 FROM scan_identity WHERE fingerprint = %(fp)s AND kind = 'arrived')"
+            "  AND (%(create)s OR EXISTS (SELECT 1 FROM identity_link gl"
+            "       JOIN person gp ON gp.id = gl.person_id"
+            "       WHERE gl.person_id = %(person)s AND gl.valid_to IS NULL AND gl.identity_id = ANY(%(via)s)"
+            "       AND gp.status = 'active'))) AS ok), "
+            "p AS (INSERT INTO person (id, pseudonym, alias, sex, created_by) "
+            "  SELECT %(person)s, %(pseudonym)s, %(alias)s, %(sex_norm)s, %(actor)s FROM g "
+            "  WHERE %(create)s AND g.ok), "
             "i AS (INSERT INTO scan_identity (kind, patient_id, issuer, institution, calling_aet, "
             "  patient_name, birth_date, sex, other_ids, clinic_key, patient_id_norm, name_key, name_alpha, "
             "  name_ideo, name_phon, birth_date_norm, sex_norm, fingerprint, source, created_by, "
-            "  created_role, "
-            "  request_id) VALUES ('arrived', %(patient_id)s, %(issuer)s, %(institution)s, %(calling_aet)s, "
+            "  created_role, request_id) "
+            "  SELECT 'arrived', %(patient_id)s, %(issuer)s, %(institution)s, %(calling_aet)s, "
             "  %(name)s, %(birth_date)s, %(sex)s, %(other_ids)s, %(clinic)s, %(pid_norm)s, %(name_key)s, "
             "  %(alpha)s, %(ideo)s, %(phon)s, %(birth_norm)s, %(sex_norm)s, %(fp)s, %(source)s, %(actor)s, "
-            "  %(role)s, %(req)s) RETURNING id), "
+            "  %(role)s, %(req)s FROM g WHERE g.ok RETURNING id), "
             "l AS (INSERT INTO identity_link (identity_id, person_id, method, confidence, rule, provenance, "
             "  created_by) SELECT i.id, %(person)s, %(method)s, %(confidence)s, %(rule)s, %(provenance)s, "
             "  %(actor)s FROM i), "
@@ -432,7 +472,7 @@ class CrosswalkService:
             "a AS (INSERT INTO audit_log (actor, role, action, target_type, target_id, request_id, detail) "
             "  SELECT %(actor)s, %(role)s, 'crosswalk.resolve', 'person', %(person)s, %(req)s, "
             "  jsonb_build_object('identity_id', i.id) || %(detail)s FROM i) "
-            "SELECT id FROM i",
+            "SELECT i.id, pp.pseudonym, pp.alias FROM i LEFT JOIN person pp ON pp.id = %(person)s::uuid",
             {"patient_id": phi.patient_id, "issuer": phi.issuer, "institution": phi.institution,
              "calling_aet": phi.calling_aet, "name": phi.name, "birth_date": phi.birth_date, "sex": phi.sex,
              "other_ids": list(phi.other_ids), "clinic": norm.clinic, "pid_norm": norm.patient_id,
@@ -444,7 +484,9 @@ class CrosswalkService:
              "method": method, "confidence": confidence, "rule": decision.rule, "flags": Jsonb(flag_rows),
              "provenance": Jsonb({"source": source, "rules_version": self.rules.version, "flags": flags}),
              "detail": Jsonb({"rule": decision.rule, "created_person": created, "flags": flags,
-                              "source": source})},
+                              "source": source}),
+             "ck": key[0], "pk": key[1], "key_n": guard["key_n"], "nb_n": guard["nb_n"],
+             "via": list(guard["via"])},
         )
         return cursor, Resolution(person_id=person_id, pseudonym=pseudonym, alias=alias,
                                   flags=decision.flag_kinds, identity_id=0, created_person=created,

@@ -187,11 +187,13 @@ def normalize_phi(phi: PatientPHI, clinic_fields: tuple[str, ...] = ("issuer", "
 def names_equal(a: NormalizedName, b: NormalizedName) -> bool | None:
     """``True``/``False`` when the two names share a present component group, ``None`` when they cannot
     be compared (one is empty, or they only carry different groups, e.g. romaji vs kanji only)."""
-    ga, gb = a.groups(), b.groups()
-    common = set(ga) & set(gb)
-    if not common:
-        return None
-    return any(ga[g] == gb[g] for g in common)
+    result: bool | None = None
+    for x, y in ((a.alphabetic, b.alphabetic), (a.ideographic, b.ideographic), (a.phonetic, b.phonetic)):
+        if x and y:
+            if x == y:
+                return True
+            result = False
+    return result
 
 
 def raw_fingerprint(phi: PatientPHI) -> str:

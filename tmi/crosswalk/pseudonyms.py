@@ -4,30 +4,17 @@ In the crosswalk a pseudonym is *random* (``secrets``), not derived from PHI or 
 a person and the pseudonym exists only in the confidential database. The format matches the offline
 provider of ``tmi.deid``: ``TMI-`` + 10 Crockford base32 characters (50 bits).
 
-``alias_for`` is ``tmi.deid.alias_for`` when the de-identification package provides it (one alias scheme
-for the whole system); until then a small local fallback with the same signature is used.
+``alias_for`` is ``tmi.deid``'s (one alias scheme for the whole system), imported when first used.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import re
 import secrets
-from collections.abc import Callable
-from functools import lru_cache
-from typing import cast
+from collections.abc import Collection
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 PSEUDONYM_RE = re.compile(r"^TMI-[0-9A-HJKMNP-TV-Z]{10}$")
-
-_GIVEN_F = ("Alice", "Beatrix", "Clara", "Dora", "Edith", "Flora", "Greta", "Hanna", "Ida", "Jana", "Kira",
-            "Lena", "Mira", "Nora", "Olga", "Paula")
-_GIVEN_M = ("Anton", "Bruno", "Carl", "David", "Emil", "Felix", "Georg", "Hugo", "Ivan", "Jonas", "Karl",
-            "Lukas", "Max", "Noah", "Oskar", "Paul")
-_GIVEN_O = ("Alex", "Robin", "Kim", "Sam", "Charlie", "Jules", "Noa", "Eden")
-_FAMILY = ("Ash", "Birch", "Cedar", "Elm", "Fir", "Hazel", "Juniper", "Larch", "Maple", "Oak", "Pine",
-           "Rowan", "Spruce", "Willow", "Yew", "Alder")
 
 
 def new_pseudonym() -> str:
@@ -40,24 +27,17 @@ def new_pseudonym() -> str:
     return "TMI-" + "".join(reversed(chars))
 
 
-def _local_alias(pseudonym: str, sex: str | None) -> str:
-    digest = hashlib.sha256(pseudonym.encode("ascii")).digest()
-    given_pool = _GIVEN_F if sex == "F" else _GIVEN_M if sex == "M" else _GIVEN_O
-    family = _FAMILY[digest[0] % len(_FAMILY)]
-    given = given_pool[digest[1] % len(given_pool)]
-    return f"{family}^{given}"
+def alias_for(pseudonym: str, sex: str | None, avoid: Collection[str] = ()) -> str:
+    """Deterministic, sex-consistent alias (a DICOM PN value) for ``pseudonym`` — the de-identification
+    core's scheme, so the alias stored with a person is the one published. ``avoid``: the patient's own
+    name words (:func:`name_words`), which the alias must not carry."""
+    from tmi.deid.pseudonyms import alias_for as deid_alias_for
+
+    return deid_alias_for(pseudonym, sex, avoid=avoid)
 
 
-@lru_cache(maxsize=1)
-def _resolve_alias_for() -> Callable[[str, str | None], str]:
-    try:
-        module = importlib.import_module("tmi.deid")
-    except ImportError:
-        return _local_alias
-    found = getattr(module, "alias_for", None)
-    return cast(Callable[[str, str | None], str], found) if callable(found) else _local_alias
+def name_words(name: str | None) -> set[str]:
+    """The words of a PN value an alias must avoid (see :func:`tmi.deid.pseudonyms.name_words`)."""
+    from tmi.deid.pseudonyms import name_words as deid_name_words
 
-
-def alias_for(pseudonym: str, sex: str | None) -> str:
-    """Deterministic, sex-consistent alias (a DICOM PN value) for ``pseudonym``."""
-    return _resolve_alias_for()(pseudonym, sex)
+    return deid_name_words(name)

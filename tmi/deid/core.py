@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import io
 import logging
-import re
 import struct
 import warnings
 import zlib
@@ -45,7 +44,7 @@ from pydicom.uid import (
 from tmi.deid import reasons
 from tmi.deid.engine import Engine, pad
 from tmi.deid.profile import Profile
-from tmi.deid.pseudonyms import alias_for
+from tmi.deid.pseudonyms import alias_for, name_words
 from tmi.deid.stream import PixelSpan, copy_span, locate_pixel_element
 from tmi.deid.uids import UidMapper
 from tmi.deid.verifier import TOKEN_KIND, RawScanError, Tokens, TokenSet, find_path, scan_raw_sequence
@@ -256,7 +255,7 @@ class Deidentifier:
         result.assignment = assignment
         keep_sex = profile.table.get(0x00100040) == "K"
         alias = assignment.alias if keep_sex else alias_for(assignment.pseudonym, None)
-        own_names = _name_words(phi.name)
+        own_names = name_words(phi.name)
         if alias.partition("^")[2].upper() in own_names:
             # The alias was drawn without PHI and happens to carry this patient's real given name.
             alias = alias_for(assignment.pseudonym, phi.sex if keep_sex else None, avoid=own_names)
@@ -683,13 +682,6 @@ def _load_deferred(ds: Dataset, src: BinaryIO, which: Callable[[int, str], bool]
                     reasons.TRUNCATED, f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) cut short"
                 )
             d[tag] = elem._replace(value=value)
-
-
-def _name_words(name: str | None) -> set[str]:
-    """Upper-cased words of every component and group of a PN value (``DOE^LENA MARIE=...``)."""
-    if not name:
-        return set()
-    return {w for w in re.split(r"[\^=\s,.\-]+", name.upper()) if w}
 
 
 def _policy_birth_date(birth: str | None, policy: str) -> str | None:

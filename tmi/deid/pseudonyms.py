@@ -143,6 +143,14 @@ def normalize(value: str | None) -> str:
     return " ".join(text.split())
 
 
+def name_words(name: str | None) -> set[str]:
+    """Upper-cased words of every component and group of a PN value (``DOE^LENA MARIE=...``): what an
+    alias must not carry (``alias_for(..., avoid=name_words(name))``)."""
+    if not name:
+        return set()
+    return {w for w in re.split(r"[\^=\s,.\-]+", name.upper()) if w}
+
+
 def alias_for(pseudonym: str, sex: str | None, avoid: Collection[str] = ()) -> str:
     """Return the deterministic, sex-consistent, clearly synthetic alias (a PN value) for ``pseudonym``.
 

@@ -208,3 +208,22 @@ def test_from_settings(cw_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
             assert svc.resolve(JOHN).created_person
     finally:
         get_settings.cache_clear()
+
+
+def test_new_person_alias_avoids_the_patients_own_name(svc: CrosswalkService, cw_dsn: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The alias is drawn without PHI; when it happens to be the patient's own given name, the crosswalk
+    draws again avoiding it, so the stored alias is the one the de-identifier publishes."""
+    import adapters.db.crosswalk as crosswalk_module
+    from tmi.crosswalk.pseudonyms import alias_for
+
+    pseudonym = "TMI-0123456789"
+    monkeypatch.setattr(crosswalk_module, "new_pseudonym", lambda: pseudonym)
+    drawn = alias_for(pseudonym, "F").partition("^")[2]
+    r = svc.resolve(phi(name=f"Quarrington^{drawn}", sex="F", patient_id="AL-1"))
+    assert r.created_person and r.pseudonym == pseudonym
+    assert r.alias.partition("^")[2] != drawn
+    assert r.alias == alias_for(pseudonym, "F", avoid={"QUARRINGTON", drawn.upper()})
+    with psycopg.connect(cw_dsn) as conn:
+        stored = conn.execute("SELECT alias FROM person WHERE pseudonym = %s", (pseudonym,)).fetchone()
+    assert stored == (r.alias,)

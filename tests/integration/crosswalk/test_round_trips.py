@@ -54,4 +54,4 @@ def test_round_trips_per_resolve(cw_dsn: str) -> None:
     finally:
         os.close(handle)
         Path(name).unlink()
-    assert counts == [4, 3, 1]
+    assert counts == [2, 2, 1]
