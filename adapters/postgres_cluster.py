@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,10 +110,13 @@ def is_running(data_dir: Path) -> bool:
     return result.returncode == 0
 
 
-def ensure_cluster(data_dir: Path, port: int, databases: tuple[str, ...] = ("tmi",)) -> Cluster:
+def ensure_cluster(data_dir: Path, port: int, databases: tuple[str, ...] = ("tmi",),
+                   server_settings: Mapping[str, str] | None = None) -> Cluster:
     """Create (if needed) and start (if needed) a private cluster on 127.0.0.1:``port``.
 
     Idempotent: an already running cluster is left alone. ``databases`` are created when missing.
+    ``server_settings`` are extra ``postgres -c name=value`` settings for a cluster this call starts
+    (e.g. the benchmark's ``shared_buffers`` sized to its data set).
     """
     data_dir = _resolve_data_dir(data_dir)
     pg_bin = _pg_bin()
@@ -142,6 +146,10 @@ def ensure_cluster(data_dir: Path, port: int, databases: tuple[str, ...] = ("tmi
             f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={data_dir} "
             "-c max_connections=200 -c fsync=on"
         )
+        for name, value in (server_settings or {}).items():
+            if not name.replace("_", "").isalnum() or not str(value).replace(".", "").isalnum():
+                raise ValueError(f"unexpected server setting {name}={value!r}")
+            options += f" -c {name}={value}"
         result = subprocess.run(
             _as_postgres(
                 [str(pg_bin / "pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-w", "-t", "60",
