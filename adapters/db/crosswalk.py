@@ -508,39 +508,67 @@ class CrosswalkService:
         """
         if state not in INSTANCE_STATES:
             raise InvalidChangeError(f"unknown instance state {state!r}")
-        with self._tx() as conn:
-            study_row = conn.execute(
-                "INSERT INTO study (original_study_uid, anon_study_uid, person_id, accession, study_date) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (original_study_uid) DO UPDATE SET "
-                " accession = COALESCE(study.accession, EXCLUDED.accession), "
-                " study_date = COALESCE(study.study_date, EXCLUDED.study_date), updated_at = now() "
-                "RETURNING id",
-                (original_study_uid, anon_study_uid, person_id, accession, study_date),
-            ).fetchone()
-            assert study_row is not None
-            series_row = conn.execute(
-                "INSERT INTO series (study_id, original_series_uid, anon_series_uid, modality) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (original_series_uid) DO UPDATE SET "
-                " modality = COALESCE(series.modality, EXCLUDED.modality) RETURNING id",
-                (study_row[0], original_series_uid, anon_series_uid, modality),
-            ).fetchone()
-            assert series_row is not None
-            inst_row = conn.execute(
-                "INSERT INTO instance (series_id, original_sop_uid, anon_sop_uid, sop_class_uid, person_id, "
-                " identity_id, intake_key, research_key, state, state_detail) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (original_sop_uid) DO "
-                "UPDATE SET "
-                " intake_key = COALESCE(EXCLUDED.intake_key, instance.intake_key), "
-                " research_key = COALESCE(EXCLUDED.research_key, instance.research_key), "
-                " state = EXCLUDED.state, state_detail = EXCLUDED.state_detail, updated_at = now() "
-                "RETURNING id",
-                (series_row[0], original_sop_uid, anon_sop_uid, sop_class_uid, person_id, identity_id,
-                 intake_key, research_key, state, state_detail),
-            ).fetchone()
-            assert inst_row is not None
-            self._audit(conn, actor, "crosswalk.instance.record", "instance", inst_row[0],
-                        {"person_id": person_id, "state": state})
-            return self._instance(conn, int(inst_row[0]))
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            ("INSERT INTO study (original_study_uid, anon_study_uid, person_id, accession, study_date) "
+             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (original_study_uid) DO UPDATE SET "
+             " accession = COALESCE(study.accession, EXCLUDED.accession), "
+             " study_date = COALESCE(study.study_date, EXCLUDED.study_date), updated_at = now()",
+             (original_study_uid, anon_study_uid, person_id, accession, study_date)),
+            ("INSERT INTO series (study_id, original_series_uid, anon_series_uid, modality) "
+             "VALUES ((SELECT id FROM study WHERE original_study_uid = %s), %s, %s, %s) "
+             "ON CONFLICT (original_series_uid) DO UPDATE SET "
+             " modality = COALESCE(series.modality, EXCLUDED.modality)",
+             (original_study_uid, original_series_uid, anon_series_uid, modality)),
+            ("INSERT INTO instance (series_id, original_sop_uid, anon_sop_uid, sop_class_uid, person_id, "
+             " identity_id, intake_key, research_key, state, state_detail) "
+             "VALUES ((SELECT id FROM series WHERE original_series_uid = %s), "
+             " %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (original_sop_uid) DO UPDATE SET "
+             " intake_key = COALESCE(EXCLUDED.intake_key, instance.intake_key), "
+             " research_key = COALESCE(EXCLUDED.research_key, instance.research_key), "
+             " state = EXCLUDED.state, state_detail = EXCLUDED.state_detail, updated_at = now()",
+             (original_series_uid, original_sop_uid, anon_sop_uid, sop_class_uid, person_id, identity_id,
+              intake_key, research_key, state, state_detail)),
+            ("INSERT INTO audit_log (actor, role, action, target_type, target_id, request_id, detail) "
+             "SELECT %s, %s, 'crosswalk.instance.record', 'instance', id::text, %s, %s "
+             "FROM instance WHERE original_sop_uid = %s",
+             (actor.name, actor.role, actor.request_id, Jsonb({"person_id": person_id, "state": state}),
+              original_sop_uid)),
+        ]
+        race_keys = ("study_anon_study_uid_key", "series_anon_series_uid_key", "instance_anon_sop_uid_key")
+        for attempt in range(3):
+            try:
+                return self._record_instance_once(statements, original_sop_uid)
+            except psycopg.errors.UniqueViolation as exc:
+                # Two workers recording the first instances of one study (or series) at once: ON CONFLICT
+                # arbitrates on the original UID only, so the later insert trips over the anonymized UID's
+                # unique index once the earlier one commits (it used to fail the instance, which came back
+                # only after the queue's visibility timeout). The retry finds the committed row: the
+                # anonymized UID is a keyed hash of the original, so it is the same one.
+                if attempt == 2 or exc.diag.constraint_name not in race_keys:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _record_instance_once(self, statements: Sequence[tuple[str, tuple[Any, ...]]],
+                              original_sop_uid: str) -> InstanceRecord:
+        """``record_instance``'s transaction in one round trip (pipeline mode, explicit BEGIN/COMMIT, as in
+        ``_resolve_once``): each row finds its parent by the original UID the statement before upserted."""
+        with self._conn() as conn:
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    for query, params in statements:
+                        conn.execute(query, params)
+                    cur = conn.cursor(row_factory=class_row(InstanceRecord))
+                    cur.execute(_INSTANCE_SELECT + "WHERE i.original_sop_uid = %s", (original_sop_uid,))
+                    conn.execute("COMMIT")
+            except BaseException:
+                if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                    conn.rollback()
+                raise
+            record = cur.fetchone()
+        if record is None:  # pragma: no cover - the upsert above guarantees the row
+            raise UnknownRecordError(f"instance {original_sop_uid!r} not recorded")
+        return record
 
     def set_instance_state(self, instance_id: int, state: str, *, research_key: str | None = None,
                            detail: str | None = None, actor: Actor = SYSTEM_ACTOR) -> InstanceRecord:
