@@ -8,9 +8,16 @@ without three per-request costs that made the emulator the largest CPU consumer 
   one ``stat`` per entry) and then trying its URL patterns one by one, on *every* request. The mapping
   only depends on the host string and the static backend index, so it is memoised here;
 * werkzeug logs every request line to the log file (kept for errors: 4xx/5xx are still logged);
+* werkzeug's development server closes the connection after every response (``Connection: close``), so
+  every S3/SQS call paid a TCP connect, a new server thread and a new client connection (400 requests
+  left 400 sockets in TIME-WAIT). Here a request whose body length is known keeps its connection: the
+  handler gives the application a reader bounded by ``Content-Length`` (werkzeug's post-response drain then
+  stops at the body's end instead of swallowing the next request) and drains what the application left
+  unread. Chunked uploads, clients asking for ``close`` and failed requests still close;
 * SQS ``ReceiveMessage`` recomputes all queue attributes (counting every message of the queue) for each
   message it returns, only to read the retention period; here the queue's retention attribute is read
-  directly (same check, same result).
+  directly (same check, same result). ``SendMessage`` (every S3 notification) did the same to read
+  ``ContentBasedDeduplication``, an attribute only FIFO queues have: for a standard queue it is skipped.
 
 Nothing here changes what a client sees; it is the local emulator only (AWS, LocalStack or MinIO are used
 unchanged when ``AWS_ENDPOINT_URL*`` points at them).
@@ -19,9 +26,11 @@ unchanged when ``AWS_ENDPOINT_URL*`` points at them).
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import signal
 import sys
+import threading
 from typing import Any
 
 
@@ -49,15 +58,99 @@ def _lean_dispatcher() -> Any:
     return app
 
 
+class _Body(io.RawIOBase):
+    """The request body: at most ``length`` bytes of the connection's stream, then end of file."""
+
+    def __init__(self, stream: Any, length: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self.remaining = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.remaining <= 0:
+            return 0
+        view = memoryview(buffer)[:self.remaining]
+        count = self._stream.readinto(view) or 0
+        self.remaining -= count
+        if count == 0:
+            self.remaining = 0  # the client went away mid-body
+        return count
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        limit = self.remaining if size is None or size < 0 else min(size, self.remaining)
+        line = self._stream.readline(limit)
+        self.remaining = self.remaining - len(line) if line else 0
+        return bytes(line)
+
+    def drain(self) -> bool:
+        """Read what the application left unread; False when the stream ended early."""
+        while self.remaining > 0:
+            if not self.read(min(self.remaining, 1 << 20)):
+                return False
+        return True
+
+
+_FAILED = "tmi.request_failed"
+
+
+def _flag_failures(app: Any) -> Any:
+    """Marks the WSGI environ of a request whose application raised (its connection is then closed)."""
+    def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            return list(app(environ, start_response))
+        except BaseException:
+            environ[_FAILED] = True
+            raise
+
+    return wrapped
+
+
 def _quiet_handler() -> Any:
     from moto.moto_server.werkzeug_app import MotoRequestHandler
 
     class QuietHandler(MotoRequestHandler):
-        """Logs failed requests only (werkzeug logs every request otherwise)."""
+        """Logs failed requests only (werkzeug logs every request otherwise) and keeps connections alive
+        for requests with a known body length (see the module docstring)."""
+
+        _keep_alive = False
+        _environ: dict[str, Any] | None = None
 
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             if str(code)[:1] in ("4", "5"):
                 super().log_request(code, size)
+
+        def make_environ(self) -> Any:
+            environ = super().make_environ()
+            self._environ = environ
+            return environ
+
+        def send_header(self, keyword: str, value: str) -> None:
+            if self._keep_alive and keyword.lower() == "connection" and value.lower() == "close":
+                return  # werkzeug's unconditional close: this request's body is bounded, keep the connection
+            super().send_header(keyword, value)
+
+        def run_wsgi(self) -> None:
+            chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if chunked or length < 0 or self.close_connection or self.request_version != "HTTP/1.1":
+                super().run_wsgi()  # werkzeug's behaviour: answer, then close
+                return
+            raw, body = self.rfile, _Body(self.rfile, length)
+            self.rfile, self._keep_alive, self._environ = body, True, None  # type: ignore[assignment]
+            try:
+                super().run_wsgi()
+            finally:
+                self.rfile, self._keep_alive = raw, False
+            if not body.drain() or (self._environ is not None and self._environ.get(_FAILED)):
+                self.close_connection = True
 
     return QuietHandler
 
@@ -75,6 +168,40 @@ def _patch_sqs_retention_check() -> None:
     SQSBackend.is_message_valid_based_on_retention_period = is_valid  # type: ignore[method-assign]
 
 
+def _patch_sqs_send_attributes() -> None:
+    """``SQSBackend.send_message`` reads ``queue.attributes`` (every attribute, counting the whole queue) for
+    ``ContentBasedDeduplication``, which only FIFO queues carry: standard queues skip that computation."""
+    from moto.sqs.models import Queue, SQSBackend
+
+    original = SQSBackend.send_message
+    attributes = Queue.attributes
+
+    class _NoContentDedup(dict[str, Any]):
+        pass
+
+    def send_message(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        queue = self.get_queue(queue_name)
+        if queue.fifo_queue:
+            return original(self, queue_name, *args, **kwargs)
+        _SKIP.active = True
+        try:
+            return original(self, queue_name, *args, **kwargs)
+        finally:
+            _SKIP.active = False
+
+    def lean_attributes(self: Any) -> dict[str, Any]:
+        if getattr(_SKIP, "active", False) and not self.fifo_queue:
+            _SKIP.active = False  # one use: the dedup check at the top of send_message
+            return _NoContentDedup()
+        return attributes.fget(self)  # type: ignore[no-any-return]
+
+    SQSBackend.send_message = send_message  # type: ignore[method-assign]
+    Queue.attributes = property(lean_attributes)  # type: ignore[method-assign, assignment]
+
+
+_SKIP = threading.local()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve moto on ``-H``/``-p`` until SIGTERM/SIGINT."""
     import os
@@ -90,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     logging.basicConfig(level=logging.INFO)
     _patch_sqs_retention_check()
-    run_simple(args.host, args.port, _lean_dispatcher(), threaded=True, use_reloader=False,
+    _patch_sqs_send_attributes()
+    run_simple(args.host, args.port, _flag_failures(_lean_dispatcher()), threaded=True, use_reloader=False,
                request_handler=_quiet_handler())
     return 0
 
