@@ -300,18 +300,15 @@ class CrosswalkService:
                     others.setdefault(cand.identity_id, cand)
             decision = decide(norm, same_key, list(others.values()), self.rules)
             via = [c.identity_id for c in (*same_key, *others.values()) if c.person_id == decision.person_id]
-            try:
-                with conn.pipeline():
-                    conn.execute("BEGIN")
-                    self._lock_for(conn, norm, fingerprint)
-                    cursor, resolution = self._queue_resolution(
-                        conn, phi, norm, fingerprint, decision, source, actor,
-                        guard={"key_n": key_n, "nb_n": name_birth_n, "via": via})
-                    conn.execute("COMMIT")
-            except BaseException:
-                if conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                    conn.rollback()
-                raise
+            # Lock(s) and the guarded write travel together and run as ONE transaction: in the extended
+            # query protocol, statements sent before a Sync share a transaction that commits at the Sync
+            # (or rolls back whole on an error), so no BEGIN/COMMIT statements are needed. The lock is a
+            # statement of its own so that the write's snapshot is taken after the lock is granted.
+            with conn.pipeline():
+                self._lock_for(conn, norm, fingerprint)
+                cursor, resolution = self._queue_resolution(
+                    conn, phi, norm, fingerprint, decision, source, actor,
+                    guard={"key_n": key_n, "nb_n": name_birth_n, "via": via})
             row = cursor.fetchone()  # the pipeline has synced: the committed insert's result
             if row is None:
                 return None  # the guard failed: nothing was written
