@@ -98,6 +98,7 @@ _INSTANCE_SELECT = (
 # the advisory locks protect and whether an identical arrival exists. Arms: 'k' same match key (all of
 # its identities), 'n' other keys with the same normalized name, 'b' other keys with the same birth date
 # (fuzzy flags; rule 4 on the fields present when a name is missing). A NULL parameter empties its arm.
+# Each arm is skipped at once (a one-time filter) when the identical arrival exists, the common case.
 # Other-key identities of the other sex are left out: no rule or flag can come of them (rule 4 needs
 # no differing field, fuzzy evidence needs the sexes not to differ).
 # Candidates carry person ids only: the pseudonym/alias of a linked person is read by the write itself.
@@ -112,7 +113,8 @@ cand AS (
           s.name_phon, s.birth_date_norm, s.sex_norm
      FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL
     WHERE s.clinic_key = %(ck)s AND s.patient_id_norm = %(pk)s
-      AND NOT EXISTS (SELECT 1 FROM scan_identity c WHERE c.corrects_id = s.id))
+      AND NOT EXISTS (SELECT 1 FROM scan_identity c WHERE c.corrects_id = s.id)
+      AND NOT EXISTS (SELECT 1 FROM scan_identity f WHERE f.fingerprint = %(fp)s AND f.kind = 'arrived'))
   UNION ALL
   (SELECT 'n', s.id, l.person_id::text, s.clinic_key, s.patient_id_norm, s.name_alpha, s.name_ideo,
           s.name_phon, s.birth_date_norm, s.sex_norm
@@ -121,6 +123,7 @@ cand AS (
       AND (s.clinic_key IS DISTINCT FROM %(ck)s OR s.patient_id_norm IS DISTINCT FROM %(pk)s)
       AND (s.sex_norm IS NULL OR %(sex)s::text IS NULL OR s.sex_norm = %(sex)s)
       AND NOT EXISTS (SELECT 1 FROM scan_identity c WHERE c.corrects_id = s.id)
+      AND NOT EXISTS (SELECT 1 FROM scan_identity f WHERE f.fingerprint = %(fp)s AND f.kind = 'arrived')
     LIMIT %(lim)s)
   UNION ALL
   (SELECT 'b', s.id, l.person_id::text, s.clinic_key, s.patient_id_norm, s.name_alpha, s.name_ideo,
@@ -130,8 +133,9 @@ cand AS (
       AND (s.clinic_key IS DISTINCT FROM %(ck)s OR s.patient_id_norm IS DISTINCT FROM %(pk)s)
       AND (s.sex_norm IS NULL OR %(sex)s::text IS NULL OR s.sex_norm = %(sex)s)
       AND NOT EXISTS (SELECT 1 FROM scan_identity c WHERE c.corrects_id = s.id)
+      AND NOT EXISTS (SELECT 1 FROM scan_identity f WHERE f.fingerprint = %(fp)s AND f.kind = 'arrived')
     LIMIT %(lim_birth)s))
-SELECT snap.fp_seen, snap.key_n, snap.nb_n, cand.* FROM snap LEFT JOIN cand ON NOT snap.fp_seen
+SELECT snap.fp_seen, snap.key_n, snap.nb_n, cand.* FROM snap LEFT JOIN cand ON true
 """
 _RESOLVE_ATTEMPTS = 8
 
