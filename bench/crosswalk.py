@@ -169,19 +169,16 @@ def explain_plans(dsn: str, sample: PatientPHI) -> dict[str, Any]:
 
     norm = normalize_phi(sample)
     assert norm.match_key is not None
-    other_key = "(s.clinic_key IS DISTINCT FROM %s OR s.patient_id_norm IS DISTINCT FROM %s)"
-    queries = {
+    candidates = {"ck": norm.match_key[0], "pk": norm.match_key[1], "nk": norm.name.key or None,
+                  "bd": norm.birth_date, "sex": norm.sex, "lim": 50, "lim_birth": 200}
+    queries: dict[str, tuple[str, Any]] = {
         "fingerprint": ("SELECT s.id FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id "
                         "AND l.valid_to IS NULL JOIN person p ON p.id = l.person_id "
                         "WHERE s.fingerprint = %s AND s.kind = 'arrived'", [raw_fingerprint(sample)]),
-        "same_key": (cw._CANDIDATE_SELECT + cw._CANDIDATE_FROM + "WHERE s.clinic_key = %s AND "
-                     "s.patient_id_norm = %s AND " + cw._NOT_SUPERSEDED, list(norm.match_key)),
-        "rule4_and_fuzzy": (
-            "(" + cw._CANDIDATE_SELECT + cw._CANDIDATE_FROM + "WHERE s.name_key = %s AND " + other_key
-            + " AND " + cw._NOT_SUPERSEDED + " LIMIT 50) UNION ALL (" + cw._CANDIDATE_SELECT
-            + cw._CANDIDATE_FROM + "WHERE s.birth_date_norm = %s AND " + other_key + " AND "
-            + cw._NOT_SUPERSEDED + " LIMIT 200)",
-            [norm.name.key, *norm.match_key, norm.birth_date, *norm.match_key]),
+        # resolve()'s step-1 candidate search for a new arrival of this patient (another fingerprint) …
+        "candidates_new_arrival": (cw._CANDIDATES_SQL, {**candidates, "fp": "0" * 64}),
+        # … and for an identical re-arrival (every arm skipped by its one-time filter).
+        "candidates_identical": (cw._CANDIDATES_SQL, {**candidates, "fp": raw_fingerprint(sample)}),
     }
     out: dict[str, Any] = {}
     with psycopg.connect(dsn) as conn:
