@@ -1,11 +1,13 @@
-"""The research Orthanc: STOW-RS and QIDO-RS through dicomweb-client, REST (health, lookups, deletes)
-through pyorthanc. Clients are created on first use; nothing connects at import time.
+"""The research Orthanc: STOW-RS on a plain keep-alive requests session, QIDO-RS through dicomweb-client,
+REST (health, lookups, deletes) through pyorthanc. Clients are created on first use; nothing connects at
+import time.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from typing import Any
 
 from tmi.errors import RetryableError
@@ -52,19 +54,44 @@ class ResearchOrthanc:
             self._local.rest = client
         return client
 
+    def _session(self) -> Any:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            import requests
+
+            session = requests.Session()
+            if self._auth:
+                session.auth = self._auth
+            self._local.session = session
+        return session
+
     def store(self, path: str) -> None:
         """STOW-RS the DICOM file at ``path``; raise RetryableError when Orthanc is unavailable or refuses.
 
-        The file's bytes are posted as they are (dicomweb-client's multipart STOW request). Its public
-        ``store_instances`` takes pydicom datasets and re-encodes them, which costs a full parse and write
-        per instance and can alter the bytes the research bucket holds; it is the fallback only.
+        The file's bytes are posted as they are, in the one-part ``multipart/related`` request
+        dicomweb-client builds (PS3.18 STOW-RS), on this thread's keep-alive session. dicomweb-client itself
+        is not used for storing: its ``store_instances`` takes pydicom datasets and re-encodes them (a full
+        parse and write per instance, and the bytes could differ from the research bucket's), and its
+        internal poster wraps each request in a retry decorator and parses the whole response into a
+        pydicom dataset; the response's DICOM JSON is read here for the one attribute that matters
+        (FailedSOPSequence). One attempt per delivery: the queue's redelivery is the retry policy.
         """
         import requests
 
-        client = self._dicomweb()
+        with open(path, "rb") as handle:
+            data = handle.read()
+        boundary = uuid.uuid4().hex  # never inside the part: 128 random bits
+        body = b"".join((f"\r\n--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode(), data,
+                         f"\r\n--{boundary}--".encode()))
+        headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary="{boundary}"',
+                   "Accept": "application/dicom+json"}
+        session = self._session()
         for attempt in (1, 2):
             try:
-                response = self._post(client, path)
+                response = session.post(f"{self.dicomweb_url}/studies", data=body, headers=headers,
+                                        timeout=self._timeout)
+                response.raise_for_status()
+                answer = response.json() if response.content else {}
                 break
             except requests.ConnectionError as exc:
                 # Orthanc's HTTP server closes idle keep-alive connections; a POST racing that close fails
@@ -73,25 +100,12 @@ class ResearchOrthanc:
                 # OverwriteInstances), and an Orthanc that is down fails both attempts at once.
                 if attempt == 2:
                     raise RetryableError(f"research STOW-RS failed: {type(exc).__name__}") from exc
-            except (requests.RequestException, OSError) as exc:
+            except (requests.RequestException, OSError, ValueError) as exc:
                 raise RetryableError(f"research STOW-RS failed: {type(exc).__name__}") from exc
-        failed = getattr(response, "FailedSOPSequence", None)
+        failed = (answer.get("00081198") or {}).get("Value") if isinstance(answer, dict) else None
         if failed:
-            reasons = ",".join(str(getattr(item, "FailureReason", "?")) for item in failed)
+            reasons = ",".join(str((item.get("00081197") or {}).get("Value", ["?"])[0]) for item in failed)
             raise RetryableError(f"research STOW-RS refused the instance (FailureReason {reasons})")
-
-    @staticmethod
-    def _post(client: Any, path: str) -> Any:
-        post = getattr(client, "_http_post_multipart_application_dicom", None)
-        if post is not None:
-            from dicomweb_client.web import _Transaction
-
-            with open(path, "rb") as handle:
-                data = handle.read()
-            return post(client._get_studies_url(_Transaction.STORE), [data])
-        import pydicom  # pragma: no cover - other dicomweb-client versions
-
-        return client.store_instances(datasets=[pydicom.dcmread(path)])  # pragma: no cover
 
     def search_instances(self, **search_filters: str) -> list[dict[str, Any]]:
         """QIDO-RS instance search (e.g. ``PatientID="TMI-..."``); returns DICOM JSON results."""
