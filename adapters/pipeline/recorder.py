@@ -8,7 +8,10 @@ pseudonym provider (``last_resolution``), so this recorder and the de-identifier
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +29,29 @@ class PipelineRecorder:
         self._pool = pool
         self._last_resolution = last_resolution
         self._uid_map = uid_map
+        # (person, note text digest) pairs this process has stored: the four images of a study repeat
+        # the same free text, and the crosswalk stores it once anyway (ON CONFLICT DO NOTHING), so the
+        # repeats skip that transaction. Bounded; a miss only costs the (idempotent) call.
+        self._notes_done: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._notes_lock = threading.Lock()
+
+    def _new_notes(self, person_id: str, notes: list[Any]) -> tuple[list[Any], list[tuple[str, str]]]:
+        fresh, keys = [], []
+        with self._notes_lock:
+            for item in notes:
+                text = item if isinstance(item, str) else item[1]
+                key = (person_id, hashlib.sha256(text.strip().encode("utf-8")).hexdigest())
+                if key not in self._notes_done:
+                    fresh.append(item)
+                    keys.append(key)
+        return fresh, keys
+
+    def _notes_stored(self, keys: list[tuple[str, str]]) -> None:
+        with self._notes_lock:
+            for key in keys:
+                self._notes_done[key] = None
+            while len(self._notes_done) > 20_000:
+                self._notes_done.popitem(last=False)
 
     def _record_instance(self, result: Any, *, intake_key: str, research_key: str | None, state: str,
                          detail: str | None) -> Any:
@@ -60,7 +86,10 @@ class PipelineRecorder:
             logger.warning("crosswalk kept another anonymized study UID for this study",
                            extra={"tmi": {"object_key": intake_key, "instance_id": record.id}})
         if result.notes:
-            self._crosswalk.add_dicom_notes(resolution.person_id, list(result.notes))
+            fresh, keys = self._new_notes(str(resolution.person_id), list(result.notes))
+            if fresh:
+                self._crosswalk.add_dicom_notes(resolution.person_id, fresh)
+                self._notes_stored(keys)
         return record
 
     def published(self, result: Any, *, intake_bucket: str, intake_key: str, research_bucket: str,
