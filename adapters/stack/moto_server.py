@@ -54,7 +54,7 @@ def _lean_dispatcher() -> Any:
                 return backend
 
     app = LeanDispatcher(create_backend_app)
-    app.debug = True  # as moto_server sets it
+    app.debug = True  # type: ignore[attr-defined]  # as moto_server sets it
     return app
 
 
@@ -174,10 +174,7 @@ def _patch_sqs_send_attributes() -> None:
     from moto.sqs.models import Queue, SQSBackend
 
     original = SQSBackend.send_message
-    attributes = Queue.attributes
-
-    class _NoContentDedup(dict[str, Any]):
-        pass
+    attributes: Any = Queue.__dict__["attributes"]  # the property object
 
     def send_message(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
         queue = self.get_queue(queue_name)
@@ -192,8 +189,8 @@ def _patch_sqs_send_attributes() -> None:
     def lean_attributes(self: Any) -> dict[str, Any]:
         if getattr(_SKIP, "active", False) and not self.fifo_queue:
             _SKIP.active = False  # one use: the dedup check at the top of send_message
-            return _NoContentDedup()
-        return attributes.fget(self)  # type: ignore[no-any-return]
+            return {}
+        return dict(attributes.fget(self))
 
     SQSBackend.send_message = send_message  # type: ignore[method-assign]
     Queue.attributes = property(lean_attributes)  # type: ignore[method-assign, assignment]
