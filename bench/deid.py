@@ -26,6 +26,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -182,20 +183,37 @@ def measure(cmd: Sequence[str], *, timeout_s: float, env: dict[str, str] | None 
     started = time.perf_counter()
     with stderr_path.open("wb") as err:
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True)
-    peak_tree = 0
-    timed_out = False
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        peak_tree = max(peak_tree, _process_tree_rss(proc.pid))
-        if time.perf_counter() - started > timeout_s:
-            timed_out = True
+    # The wall time is taken when wait4 returns (a polling loop would round every run up to its period,
+    # which flatters a slow tool against a sub-second `cp`); the process-tree RSS is sampled by a thread.
+    stop = threading.Event()
+    peak = [0]
+    killed = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _process_tree_rss(proc.pid))
+            stop.wait(0.02)
+
+    def kill() -> None:
+        killed.set()
+        try:
             os.killpg(proc.pid, signal.SIGKILL)  # our own child's session only
-            pid, status, usage = os.wait4(proc.pid, 0)
-            break
-        time.sleep(0.1)
-    wall = time.perf_counter() - started
+        except ProcessLookupError:
+            pass
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    timer = threading.Timer(timeout_s, kill)
+    timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+    finally:
+        timer.cancel()
+        stop.set()
+        sampler.join()
+    peak_tree = peak[0]
+    timed_out = killed.is_set()
     code = os.waitstatus_to_exitcode(status)
     proc.returncode = code  # reaped by wait4; tell Popen
     maxrss_kb, user_s, sys_s = float(usage.ru_maxrss), usage.ru_utime, usage.ru_stime
