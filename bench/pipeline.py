@@ -135,7 +135,7 @@ def _disable_nagle() -> None:
     AssociationSocket._tmi_nodelay = True  # type: ignore[attr-defined]
 
 
-counters: dict[str, int] = {"reassociations": 0}
+counters: dict[str, Any] = {"reassociations": 0}
 
 
 def send(stack: Any, datasets: list[Any], associations: int, rate: float | None) -> dict[str, float]:
@@ -199,6 +199,44 @@ def send(stack: Any, datasets: list[Any], associations: int, rate: float | None)
     if failures:
         raise RuntimeError(f"{len(failures)} C-STORE failures, e.g. {failures[0]}")
     return done
+
+
+def send_storescu(stack: Any, datasets: list[Any], associations: int) -> dict[str, float]:
+    """C-STORE ``datasets`` with DCMTK's ``storescu`` (C++, what PLATFORM-NOTES suggests as a modality),
+    ``associations`` processes in parallel, each sending its share over one association.
+
+    The throughput phase uses it: pynetdicom's sender intermittently lost an association near the end of a
+    run (the intake Orthanc saw no request for its 30 s ``DicomScpTimeout`` and aborted the association;
+    pynetdicom then waited ``network_timeout`` after the abort before re-associating), which made one
+    run's sustained figure depend on a 150 s sender stall. storescu reports no per-instance completion
+    time, so the returned times are all the end of the sending; only the latency phase needs per-instance
+    times, and it keeps pynetdicom (paced, one instance at a time per association).
+    """
+    import subprocess
+
+    folder = Path(tempfile.mkdtemp(prefix="tmi-bench-storescu-"))
+    try:
+        shares: list[list[str]] = [[] for _ in range(associations)]
+        for index, ds in enumerate(datasets):
+            path = folder / f"{index:06d}.dcm"
+            ds.save_as(path, enforce_file_format=True)
+            shares[index % associations].append(str(path))
+        env = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK reads it: no Nagle delay per DIMSE exchange
+        started = time.time()
+        procs = [subprocess.Popen(["storescu", "-aet", "DEMO_MODALITY", "-aec", stack.settings.intake_aet,
+                                   "-to", "60", "-ta", "60", "-td", "120", "127.0.0.1",
+                                   str(stack.settings.intake_dicom_port), *share],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for share in shares if share]
+        errors = [p.communicate()[1].decode(errors="replace") for p in procs]
+        failed = [e for p, e in zip(procs, errors, strict=True) if p.returncode != 0]
+        if failed:
+            raise RuntimeError(f"storescu failed: {failed[0][-500:]}")
+        done = time.time()
+        counters["cstore_started"] = started
+        return {str(ds.SOPInstanceUID): done for ds in datasets}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def wait_visible(watcher: ResearchWatcher, research_uids: dict[str, str],
@@ -279,13 +317,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         print(f"bench: throughput phase: {args.count} instances, {args.associations} associations",
               flush=True)
-        cpu0, load0 = component_cpu(stack), os.getloadavg()[0]
-        t0 = time.time()
-        stored = send(stack, burst, args.associations, rate=None)
+        if args.sender == "storescu":
+            counters["reassociations"] = 0
+            cpu0, load0 = component_cpu(stack), os.getloadavg()[0]
+            stored = send_storescu(stack, burst, args.associations)  # writes the files first, untimed
+            t0 = float(counters["cstore_started"])
+        else:
+            cpu0, load0 = component_cpu(stack), os.getloadavg()[0]
+            t0 = time.time()
+            stored = send(stack, burst, args.associations, rate=None)
         t_sent = time.time()
         visible = wait_visible(watcher, {s: uids.map(s) for s in stored}, args.timeout_s)
         last = max(visible.values()) if visible else float("nan")
-        lat = [visible[s] - stored[s] for s in visible]
+        # storescu gives no per-instance completion time: burst latencies only with the pynetdicom sender
+        lat = [visible[s] - stored[s] for s in visible] if args.sender == "pynetdicom" else []
         results["throughput"] = {
             "instances": args.count, "associations": args.associations, "visible": len(visible),
             "cstore_seconds": round(t_sent - t0, 2), "cstore_per_s": round(args.count / (t_sent - t0), 1),
@@ -296,7 +341,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_seconds_by_component": _delta(component_cpu(stack), cpu0),
             "machine_load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
             "cstore_reassociations": counters["reassociations"],
+            "sender": args.sender,
         }
+        cpu = results["throughput"]["cpu_seconds_by_component"]
+        results["throughput"]["cpu_ms_per_instance"] = {
+            **{k: round(v * 1000 / args.count, 1) for k, v in cpu.items()},
+            "total": round(sum(cpu.values()) * 1000 / args.count, 1)}
         print(f"bench: {results['throughput']}", flush=True)
 
         print(f"bench: latency phase: {args.rate}/s offered for {args.seconds}s", flush=True)
@@ -334,7 +384,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "p95_met": results["latency"]["p95_s"] is not None and results["latency"]["p95_s"] <= 2.0,
     }
     results["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if args.note:
+        results["note"] = args.note
     return results
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """A short summary of ``results`` (``bench/results/pipeline.md``)."""
+    t, lat, tg = results["throughput"], results["latency"], results["targets"]
+    cpu = t.get("cpu_ms_per_instance", {})
+    lines = [
+        f"# Pipeline benchmark ({results['when']})", "",
+        f"- sustained: **{t['sustained_instances_per_s']} instances/s** ({t['visible']}/{t['instances']} "
+        f"visible, {t['end_to_end_seconds']} s; C-STORE {t['cstore_per_s']}/s; re-associations "
+        f"{t['cstore_reassociations']}); target ≥ {tg['sustained_instances_per_s_min']}: "
+        f"{'met' if tg['sustained_met'] else 'not met'}",
+        f"- at {lat['offered_instances_per_s']}/s offered: p50 {lat['p50_s']} s, p95 {lat['p95_s']} s, "
+        f"max {lat['max_s']} s; target p95 ≤ {tg['p95_at_10_per_s_max_s']} s: "
+        f"{'met' if tg['p95_met'] else 'not met'}",
+        "- CPU ms per instance (throughput phase): "
+        + ", ".join(f"{k} {v}" for k, v in cpu.items()),
+        f"- 1-minute load average: throughput {t['machine_load_avg_1m']}, "
+        f"latency {lat['machine_load_avg_1m']}",
+        f"- states: {results['pipeline_states']}; attempted more than once: "
+        f"{results['objects_attempted_more_than_once']}",
+    ]
+    if results.get("note"):
+        lines.append(f"- note: {results['note']}")
+    return "\n".join(lines) + "\n"
 
 
 @contextmanager
@@ -358,10 +435,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("TMI_PIPELINE_WORKERS", "2")))
     parser.add_argument("--timeout-s", type=float, default=300.0)
     parser.add_argument("--out", type=Path, default=RESULTS / "pipeline.json")
+    parser.add_argument("--sender", choices=("storescu", "pynetdicom"), default="storescu",
+                        help="C-STORE sender of the throughput phase (the latency phase uses pynetdicom)")
+    parser.add_argument("--note", default="", help="recorded with the results (e.g. what else ran)")
     args = parser.parse_args(argv)
     results = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(results))
     print(json.dumps(results, indent=2))
     return 0
 
