@@ -234,6 +234,9 @@ def send_storescu(stack: Any, datasets: list[Any], associations: int) -> dict[st
             raise RuntimeError(f"storescu failed: {failed[0][-500:]}")
         done = time.time()
         counters["cstore_started"] = started
+        # storescu exits 0 even when a single C-STORE is refused; it says so on stderr (E:/W: lines)
+        counters["storescu_messages"] = [line for e in errors for line in e.splitlines()
+                                         if line[:2] in ("E:", "W:")][:20]
         return {str(ds.SOPInstanceUID): done for ds in datasets}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -342,6 +345,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "machine_load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
             "cstore_reassociations": counters["reassociations"],
             "sender": args.sender,
+            "storescu_warnings": counters.get("storescu_messages", []) if args.sender == "storescu" else None,
         }
         cpu = results["throughput"]["cpu_seconds_by_component"]
         results["throughput"]["cpu_ms_per_instance"] = {
