@@ -119,6 +119,9 @@ def _quiet_handler() -> Any:
 
         _keep_alive = False
         _environ: dict[str, Any] | None = None
+        # On a kept-alive connection the response head and body leave in separate writes; with Nagle on,
+        # the body waits for the client's delayed ACK of the head (~40 ms per S3 GET/PUT on loopback).
+        disable_nagle_algorithm = True
 
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             if str(code)[:1] in ("4", "5"):
