@@ -27,7 +27,7 @@ from datetime import date
 from typing import Any, Literal
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.rows import class_row
 
 logger = logging.getLogger(__name__)
@@ -229,45 +229,52 @@ class CohortCounts:
 _INSTANCE_COLUMNS = tuple(f.name for f in fields(CatalogEntry))
 
 
-def _study_lock_key(study_uid: str) -> sql.Composable:
-    return sql.SQL("hashtextextended({}, 7695725)").format(sql.Literal(study_uid))
+_INSTANCE_UPSERT = sql.SQL(
+    "INSERT INTO research_instance ({cols}, published_at) VALUES ({vals}, now()) "
+    "ON CONFLICT (sop_instance_uid) DO UPDATE SET {updates}"
+).format(
+    cols=sql.SQL(", ").join(map(sql.Identifier, _INSTANCE_COLUMNS)),
+    vals=sql.SQL(", ").join(sql.Placeholder() * len(_INSTANCE_COLUMNS)),
+    updates=sql.SQL(", ").join(
+        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c))
+        for c in (*_INSTANCE_COLUMNS, "published_at")
+        if c != "sop_instance_uid"
+    ),
+)
 
 
 def upsert_instance(conn: psycopg.Connection, entry: CatalogEntry) -> None:
     """Insert or replace ``entry`` in the catalog and refresh its study row (idempotent).
 
-    Runs in a transaction (a savepoint when the caller already has one) and takes a per-study advisory
-    lock, so concurrent publishes of one study never lose an instance in the study aggregate.
+    Takes a per-study advisory lock, so concurrent publishes of one study never lose an instance in the
+    study aggregate. On an autocommit connection outside a transaction (the pipeline's pool) this is two
+    round trips: read the instance's current study, then locks + insert + study refresh pipelined — the
+    statements before the pipeline's Sync run as one transaction, committed at the Sync. Otherwise it
+    runs in a transaction (a savepoint when the caller already has one).
     """
     if not entry.bucket_key or len(entry.sha256) != 64:
         raise CatalogError("catalog entry needs a bucket key and a hex SHA-256")
+    if conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+        previous = conn.execute(_PREVIOUS_STUDY, (entry.sop_instance_uid,)).fetchone()
+        with conn.pipeline():
+            _upsert_statements(conn, entry, previous[0] if previous else None)
+        return
     with conn.transaction():
-        previous = conn.execute(
-            "SELECT study_instance_uid FROM research_instance WHERE sop_instance_uid = %s",
-            (entry.sop_instance_uid,),
-        ).fetchone()
-        studies = sorted({entry.study_instance_uid, *([previous[0]] if previous else [])})
-        for study in studies:  # sorted: two movers never deadlock
-            conn.execute(sql.SQL("SELECT pg_advisory_xact_lock({})").format(_study_lock_key(study)))
-        columns = sql.SQL(", ").join(map(sql.Identifier, _INSTANCE_COLUMNS))
-        updates = sql.SQL(", ").join(
-            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c))
-            for c in (*_INSTANCE_COLUMNS, "published_at")
-            if c != "sop_instance_uid"
-        )
-        conn.execute(
-            sql.SQL(
-                "INSERT INTO research_instance ({cols}, published_at) VALUES ({vals}, now()) "
-                "ON CONFLICT (sop_instance_uid) DO UPDATE SET {updates}"
-            ).format(
-                cols=columns,
-                vals=sql.SQL(", ").join(sql.Placeholder() * len(_INSTANCE_COLUMNS)),
-                updates=updates,
-            ),
-            tuple(getattr(entry, c) for c in _INSTANCE_COLUMNS),
-        )
-        for study in studies:
-            _refresh_study(conn, study)
+        previous = conn.execute(_PREVIOUS_STUDY, (entry.sop_instance_uid,)).fetchone()
+        _upsert_statements(conn, entry, previous[0] if previous else None)
+
+
+_PREVIOUS_STUDY = "SELECT study_instance_uid FROM research_instance WHERE sop_instance_uid = %s"
+_STUDY_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7695725))"
+
+
+def _upsert_statements(conn: psycopg.Connection, entry: CatalogEntry, previous: str | None) -> None:
+    studies = sorted({entry.study_instance_uid, *([previous] if previous else [])})
+    for study in studies:  # sorted: two movers never deadlock
+        conn.execute(_STUDY_LOCK, (study,))
+    conn.execute(_INSTANCE_UPSERT, tuple(getattr(entry, c) for c in _INSTANCE_COLUMNS))
+    for study in studies:
+        _refresh_study(conn, study)
 
 
 def delete_instance(conn: psycopg.Connection, sop_instance_uid: str) -> bool:
@@ -279,7 +286,7 @@ def delete_instance(conn: psycopg.Connection, sop_instance_uid: str) -> bool:
         ).fetchone()
         if row is None:
             return False
-        conn.execute(sql.SQL("SELECT pg_advisory_xact_lock({})").format(_study_lock_key(row[0])))
+        conn.execute(_STUDY_LOCK, (row[0],))
         conn.execute("DELETE FROM research_instance WHERE sop_instance_uid = %s", (sop_instance_uid,))
         _refresh_study(conn, row[0])
     return True

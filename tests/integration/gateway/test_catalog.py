@@ -90,15 +90,21 @@ def test_filters_with_missing_values_and_keyset_pages(gateway_dsn: str) -> None:
             assert seen == [s.study_instance_uid for s in whole], sort
 
 
-def test_concurrent_publishes_of_one_study_keep_exact_counts(gateway_dsn: str) -> None:
+@pytest.mark.parametrize("autocommit", [False, True], ids=["in-transaction", "autocommit-pipelined"])
+def test_concurrent_publishes_of_one_study_keep_exact_counts(gateway_dsn: str, autocommit: bool) -> None:
+    """Both code paths: a caller's transaction, and the pipeline's autocommit pool (locks, insert and
+    study refresh pipelined as one implicit transaction)."""
     errors: list[BaseException] = []
 
     def publish(start: int) -> None:
         try:
-            with psycopg.connect(gateway_dsn) as conn:
+            with psycopg.connect(gateway_dsn, autocommit=autocommit) as conn:
                 for n in range(start, start + 20):
-                    with conn.transaction():
+                    if autocommit:
                         catalog.upsert_instance(conn, _entry(n, "2.25.9", view_position="CC"))
+                    else:
+                        with conn.transaction():
+                            catalog.upsert_instance(conn, _entry(n, "2.25.9", view_position="CC"))
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
