@@ -130,6 +130,20 @@ class Worker:
         )
         return list(response.get("Messages", []))
 
+    def receive_batch(self, wait_s: int) -> list[dict[str, Any]]:
+        """``receive``, then — when the batch is not full and ``batch_window_s`` > 0 — wait the window and
+        top the batch up with one short poll (Lambda's batching window)."""
+        messages = self.receive(wait_s)
+        size = max(1, min(10, self.ctx.pipeline.batch_size))
+        window = self.ctx.pipeline.batch_window_s
+        if messages and len(messages) < size and window > 0 and not self.stop.wait(window):
+            response = self.ctx.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=size - len(messages), WaitTimeSeconds=0,
+                AttributeNames=["All"], MessageAttributeNames=["All"],
+            )
+            messages += response.get("Messages", [])
+        return messages
+
     def poll_once(self) -> int:
         """Receive one batch, process it, acknowledge successes; return how many messages were received."""
         messages = self.receive(self.ctx.pipeline.wait_time_s)
@@ -195,7 +209,7 @@ class Worker:
                         continue
                     # Always a long poll: an empty queue costs one request per wait_time_s (moto's
                     # ReceiveMessage walks the whole queue), and a message arriving wakes it at once.
-                    messages = self.receive(self.ctx.pipeline.wait_time_s)
+                    messages = self.receive_batch(self.ctx.pipeline.wait_time_s)
                 except Exception:
                     logger.exception("poll failed; retrying", extra={"tmi": {"worker": self.name}})
                     self.stop.wait(2.0)

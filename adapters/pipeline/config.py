@@ -16,6 +16,10 @@ class PipelineSettings(BaseSettings):
     threads: int = 4  # messages processed concurrently per worker process
     batch_size: int = 10  # SQS MaxNumberOfMessages (1..10): messages per handler invocation
     wait_time_s: int = 1  # SQS long-poll seconds (short keeps latency low on an idle queue)
+    # Like Lambda's MaximumBatchingWindowInSeconds: when a receive returns fewer than batch_size messages,
+    # wait this long and top the batch up once. Under load, batches of 1–2 messages cost a ReceiveMessage
+    # and a DeleteMessageBatch each; fuller batches amortize them. 0 turns it off.
+    batch_window_s: float = 0.2
     claim_ttl_s: int = 300  # an IN_PROGRESS claim older than this may be taken over
     db_pool_size: int = 8
     republish_interval_s: float = 2.0  # how often a worker drains republish work items
