@@ -28,11 +28,12 @@ EXIT_INTERNAL = 3
 _DEID: Any = None  # the per-process Deidentifier (set by _init_worker)
 _DST: Path | None = None
 
-# Optional packages that pydicom's pixel-decoding back-ends import eagerly when present (numpy, Pillow)
-# and its test-data downloader (requests). ``tmi deid`` never decodes pixel data (it copies the bytes),
-# so a process that runs it has no use for them; importing them is ~0.3 s of the command's start-up,
-# which on a pair of 500 MB files is as long as copying one of them.
-PIXEL_BACKEND_MODULES: tuple[str, ...] = ("numpy", "PIL", "requests")
+# Optional packages that pydicom imports eagerly when present: its pixel-decoding back-ends (numpy,
+# Pillow) and its test-data downloader (requests, tqdm). ``tmi deid`` never decodes pixel data (it copies
+# the bytes) nor downloads test data, so pydicom has no use for them in this process; importing them is
+# ~0.3 s of the command's start-up, as long as copying one 500 MB file. (The progress bar imports tqdm
+# itself, afterwards, when stderr is a terminal.)
+PIXEL_BACKEND_MODULES: tuple[str, ...] = ("numpy", "PIL", "requests", "tqdm")
 
 
 def import_pydicom_without_pixel_backends() -> bool:
