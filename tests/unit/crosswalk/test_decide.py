@@ -195,5 +195,6 @@ def test_fuzzy_flag_on_one_mistyped_name_part_with_equal_birth_date() -> None:
     assert (d.action, d.flag_kinds) == ("new_person", ("similar_person",))
     assert d.flags[0].evidence["birth_date"] == "equal" and d.flags[0].evidence["name_similarity"] >= 0.9
     # Another birth date: no flag (the name alone is not evidence).
-    d = decide(normalize_phi(phi(name="Linmannti^Anea", sex="F", birth_date="19700202")), [], [earlier], RULES)
+    other_birth = normalize_phi(phi(name="Linmannti^Anea", sex="F", birth_date="19700202"))
+    d = decide(other_birth, [], [earlier], RULES)
     assert d.flags == ()
