@@ -95,16 +95,33 @@ def test_concurrent_publishes_of_one_study_keep_exact_counts(gateway_dsn: str, a
     """Both code paths: a caller's transaction, and the pipeline's autocommit pool (locks, insert and
     study refresh pipelined as one implicit transaction)."""
     errors: list[BaseException] = []
+    short: list[tuple[int, int]] = []
+    # Every fifth publish of the four threads starts at the same moment (barrier), and the study row is
+    # checked once all four committed: without the study lock their aggregates are computed side by
+    # side, each missing the others' new instance, and the row is left short.
+    start_round, end_round = threading.Barrier(4), threading.Barrier(4)
 
     def publish(start: int) -> None:
         try:
             with psycopg.connect(gateway_dsn, autocommit=autocommit) as conn:
-                for n in range(start, start + 20):
+                for i, n in enumerate(range(start, start + 20)):
+                    synchronized = i % 5 == 4
+                    if synchronized:
+                        start_round.wait(timeout=30)
                     if autocommit:
                         catalog.upsert_instance(conn, _entry(n, "2.25.9", view_position="CC"))
                     else:
                         with conn.transaction():
                             catalog.upsert_instance(conn, _entry(n, "2.25.9", view_position="CC"))
+                    if synchronized:
+                        end_round.wait(timeout=30)
+                        if start == 0:
+                            with psycopg.connect(gateway_dsn, autocommit=True) as check:
+                                row = check.execute("SELECT instance_count FROM research_study "
+                                                    "WHERE study_instance_uid = '2.25.9'").fetchone()
+                            if row is None or row[0] != 4 * (i + 1):
+                                short.append((4 * (i + 1), row[0] if row else 0))
+                        end_round.wait(timeout=30)  # nobody publishes while thread 0 checks
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
@@ -114,6 +131,7 @@ def test_concurrent_publishes_of_one_study_keep_exact_counts(gateway_dsn: str, a
     for t in threads:
         t.join()
     assert errors == []
+    assert short == [], "study row short after simultaneous publishes (expected, found)"
     with psycopg.connect(gateway_dsn, autocommit=True) as conn:
         (study,) = catalog.search_studies(conn, catalog.StudyFilters()).items
         assert study.instance_count == 80
