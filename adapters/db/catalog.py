@@ -27,8 +27,10 @@ from datetime import date
 from typing import Any, Literal
 
 import psycopg
-from psycopg import pq, sql
+from psycopg import sql
 from psycopg.rows import class_row
+
+from adapters.db.pipelining import can_pipeline_transaction, one_transaction
 
 logger = logging.getLogger(__name__)
 
@@ -243,29 +245,29 @@ _INSTANCE_UPSERT = sql.SQL(
 )
 
 
+_PREVIOUS_STUDY = "SELECT study_instance_uid FROM research_instance WHERE sop_instance_uid = %s"
+_STUDY_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7695725))"
+
+
 def upsert_instance(conn: psycopg.Connection, entry: CatalogEntry) -> None:
     """Insert or replace ``entry`` in the catalog and refresh its study row (idempotent).
 
     Takes a per-study advisory lock, so concurrent publishes of one study never lose an instance in the
     study aggregate. On an autocommit connection outside a transaction (the pipeline's pool) this is two
-    round trips: read the instance's current study, then locks + insert + study refresh pipelined — the
-    statements before the pipeline's Sync run as one transaction, committed at the Sync. Otherwise it
-    runs in a transaction (a savepoint when the caller already has one).
+    round trips: read the instance's current study, then locks + insert + study refresh as one
+    transaction (:func:`~adapters.db.pipelining.one_transaction`). Otherwise it runs in a transaction (a
+    savepoint when the caller already has one).
     """
     if not entry.bucket_key or len(entry.sha256) != 64:
         raise CatalogError("catalog entry needs a bucket key and a hex SHA-256")
-    if conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+    if can_pipeline_transaction(conn):
         previous = conn.execute(_PREVIOUS_STUDY, (entry.sop_instance_uid,)).fetchone()
-        with conn.pipeline():
+        with one_transaction(conn):
             _upsert_statements(conn, entry, previous[0] if previous else None)
         return
     with conn.transaction():
         previous = conn.execute(_PREVIOUS_STUDY, (entry.sop_instance_uid,)).fetchone()
         _upsert_statements(conn, entry, previous[0] if previous else None)
-
-
-_PREVIOUS_STUDY = "SELECT study_instance_uid FROM research_instance WHERE sop_instance_uid = %s"
-_STUDY_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7695725))"
 
 
 def _upsert_statements(conn: psycopg.Connection, entry: CatalogEntry, previous: str | None) -> None:

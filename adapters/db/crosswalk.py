@@ -26,11 +26,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import pq, sql
+from psycopg import sql
 from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from adapters.db.pipelining import one_transaction
 from tmi.crosswalk.decide import Candidate, Decision, compare, decide
 from tmi.crosswalk.model import (
     SYSTEM_ACTOR,
@@ -102,41 +103,35 @@ _INSTANCE_SELECT = (
 # Other-key identities of the other sex are left out: no rule or flag can come of them (rule 4 needs
 # no differing field, fuzzy evidence needs the sexes not to differ).
 # Candidates carry person ids only: the pseudonym/alias of a linked person is read by the write itself.
-_CANDIDATES_SQL = """
+_CANDIDATE_ARM = """
+  (SELECT '{arm}' AS arm, s.id, l.person_id::text, s.clinic_key, s.patient_id_norm, s.name_alpha,
+          s.name_ideo, s.name_phon, s.birth_date_norm, s.sex_norm
+     FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL
+    WHERE {where}
+      AND NOT EXISTS (SELECT 1 FROM scan_identity c WHERE c.corrects_id = s.id)
+      AND NOT EXISTS (SELECT 1 FROM scan_identity f WHERE f.fingerprint = %(fp)s AND f.kind = 'arrived')
+    {limit})"""
+_OTHER_KEY_NOT_OTHER_SEX = (
+    "(s.clinic_key IS DISTINCT FROM %(ck)s OR s.patient_id_norm IS DISTINCT FROM %(pk)s)"
+    " AND (s.sex_norm IS NULL OR %(sex)s::text IS NULL OR s.sex_norm = %(sex)s)"
+)
+_CANDIDATES_TEMPLATE = """
 WITH snap AS (
   SELECT EXISTS (SELECT 1 FROM scan_identity WHERE fingerprint = %(fp)s AND kind = 'arrived') AS fp_seen,
          (SELECT count(*) FROM scan_identity WHERE clinic_key = %(ck)s AND patient_id_norm = %(pk)s) AS key_n,
          (SELECT count(*) FROM scan_identity
            WHERE name_key = %(nk)s AND birth_date_norm IS NOT DISTINCT FROM %(bd)s) AS nb_n),
-cand AS (
-  (SELECT 'k' AS arm, s.id, l.person_id::text, s.clinic_key, s.patient_id_norm, s.name_alpha, s.name_ideo,
-          s.name_phon, s.birth_date_norm, s.sex_norm
-     FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL
-    WHERE s.clinic_key = %(ck)s AND s.patient_id_norm = %(pk)s
-      AND NOT EXISTS (SELECT 1 FROM scan_identity c WHERE c.corrects_id = s.id)
-      AND NOT EXISTS (SELECT 1 FROM scan_identity f WHERE f.fingerprint = %(fp)s AND f.kind = 'arrived'))
-  UNION ALL
-  (SELECT 'n', s.id, l.person_id::text, s.clinic_key, s.patient_id_norm, s.name_alpha, s.name_ideo,
-          s.name_phon, s.birth_date_norm, s.sex_norm
-     FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL
-    WHERE s.name_key = %(nk)s
-      AND (s.clinic_key IS DISTINCT FROM %(ck)s OR s.patient_id_norm IS DISTINCT FROM %(pk)s)
-      AND (s.sex_norm IS NULL OR %(sex)s::text IS NULL OR s.sex_norm = %(sex)s)
-      AND NOT EXISTS (SELECT 1 FROM scan_identity c WHERE c.corrects_id = s.id)
-      AND NOT EXISTS (SELECT 1 FROM scan_identity f WHERE f.fingerprint = %(fp)s AND f.kind = 'arrived')
-    LIMIT %(lim)s)
-  UNION ALL
-  (SELECT 'b', s.id, l.person_id::text, s.clinic_key, s.patient_id_norm, s.name_alpha, s.name_ideo,
-          s.name_phon, s.birth_date_norm, s.sex_norm
-     FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL
-    WHERE s.birth_date_norm = %(bd)s
-      AND (s.clinic_key IS DISTINCT FROM %(ck)s OR s.patient_id_norm IS DISTINCT FROM %(pk)s)
-      AND (s.sex_norm IS NULL OR %(sex)s::text IS NULL OR s.sex_norm = %(sex)s)
-      AND NOT EXISTS (SELECT 1 FROM scan_identity c WHERE c.corrects_id = s.id)
-      AND NOT EXISTS (SELECT 1 FROM scan_identity f WHERE f.fingerprint = %(fp)s AND f.kind = 'arrived')
-    LIMIT %(lim_birth)s))
+cand AS ({arms})
 SELECT snap.fp_seen, snap.key_n, snap.nb_n, cand.* FROM snap LEFT JOIN cand ON true
 """
+_CANDIDATE_ARMS = " UNION ALL".join((
+    _CANDIDATE_ARM.format(arm="k", where="s.clinic_key = %(ck)s AND s.patient_id_norm = %(pk)s", limit=""),
+    _CANDIDATE_ARM.format(arm="n", where="s.name_key = %(nk)s AND " + _OTHER_KEY_NOT_OTHER_SEX,
+                          limit="LIMIT %(lim)s"),
+    _CANDIDATE_ARM.format(arm="b", where="s.birth_date_norm = %(bd)s AND " + _OTHER_KEY_NOT_OTHER_SEX,
+                          limit="LIMIT %(lim_birth)s"),
+))
+_CANDIDATES_SQL = _CANDIDATES_TEMPLATE.format(arms=_CANDIDATE_ARMS)
 _RESOLVE_ATTEMPTS = 8
 
 
@@ -242,10 +237,10 @@ class CrosswalkService:
         1. read, without a transaction: the identical-arrival lookup (with its audit row), and in the
            same trip every candidate (same key; other keys by name or birth date) together with the
            sizes of the two locked groups (rows under the key, rows with this name + birth date);
-        2. ``BEGIN``, the locks, one statement that writes person, identity, link, flags and audit row
-           **only if** the locked groups still have the sizes read in step 1 (scan identities are
-           never deleted, so any concurrent arrival grows them) and a linked person is still active
-           and still linked, then ``COMMIT``.
+        2. one transaction (:func:`~adapters.db.pipelining.one_transaction`): the locks, then one
+           statement that writes person, identity, link, flags and audit row **only if** the locked
+           groups still have the sizes read in step 1 (scan identities are never deleted, so any
+           concurrent arrival grows them) and a linked person is still active and still linked.
 
         When the check fails (a concurrent worker stored a relevant identity in between) nothing is
         written and the resolve starts over with fresh candidates.
@@ -304,11 +299,9 @@ class CrosswalkService:
                     others.setdefault(cand.identity_id, cand)
             decision = decide(norm, same_key, list(others.values()), self.rules)
             via = [c.identity_id for c in (*same_key, *others.values()) if c.person_id == decision.person_id]
-            # Lock(s) and the guarded write travel together and run as ONE transaction: in the extended
-            # query protocol, statements sent before a Sync share a transaction that commits at the Sync
-            # (or rolls back whole on an error), so no BEGIN/COMMIT statements are needed. The lock is a
-            # statement of its own so that the write's snapshot is taken after the lock is granted.
-            with conn.pipeline():
+            # Lock(s) and the guarded write: one transaction, one round trip. The lock is a statement of
+            # its own so that the write's snapshot is taken after the lock is granted.
+            with one_transaction(conn):
                 self._lock_for(conn, norm, fingerprint)
                 cursor, resolution = self._queue_resolution(
                     conn, phi, norm, fingerprint, decision, source, actor,
@@ -551,21 +544,14 @@ class CrosswalkService:
 
     def _record_instance_once(self, statements: Sequence[tuple[str, tuple[Any, ...]]],
                               original_sop_uid: str) -> InstanceRecord:
-        """``record_instance``'s transaction in one round trip (pipeline mode, explicit BEGIN/COMMIT, as in
-        ``_resolve_once``): each row finds its parent by the original UID the statement before upserted."""
+        """``record_instance``'s statements as one transaction in one round trip: each row finds its
+        parent by the original UID the statement before upserted."""
         with self._conn() as conn:
-            try:
-                with conn.pipeline():
-                    conn.execute("BEGIN")
-                    for query, params in statements:
-                        conn.execute(query, params)
-                    cur = conn.cursor(row_factory=class_row(InstanceRecord))
-                    cur.execute(_INSTANCE_SELECT + "WHERE i.original_sop_uid = %s", (original_sop_uid,))
-                    conn.execute("COMMIT")
-            except BaseException:
-                if conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                    conn.rollback()
-                raise
+            with one_transaction(conn):
+                for query, params in statements:
+                    conn.execute(query, params)
+                cur = conn.cursor(row_factory=class_row(InstanceRecord))
+                cur.execute(_INSTANCE_SELECT + "WHERE i.original_sop_uid = %s", (original_sop_uid,))
             record = cur.fetchone()
         if record is None:  # pragma: no cover - the upsert above guarantees the row
             raise UnknownRecordError(f"instance {original_sop_uid!r} not recorded")
