@@ -33,28 +33,27 @@ _DST: Path | None = None
 # the bytes) nor downloads test data, so pydicom has no use for them in this process; importing them is
 # ~0.3 s of the command's start-up, as long as copying one 500 MB file. (The progress bar imports tqdm
 # itself, afterwards, when stderr is a terminal.)
-PIXEL_BACKEND_MODULES: tuple[str, ...] = ("numpy", "PIL", "requests", "tqdm")
+PYDICOM_EXTRAS_UNUSED_HERE: tuple[str, ...] = ("numpy", "PIL", "requests", "tqdm")
 
 
-def import_pydicom_without_pixel_backends() -> bool:
-    """Import pydicom with its optional pixel back-ends hidden; True when they were hidden.
+def import_pydicom_lean() -> bool:
+    """Import pydicom with :data:`PYDICOM_EXTRAS_UNUSED_HERE` hidden; True when they were hidden.
 
-    Only the first import of pydicom in a process can be made lean: when pydicom (or one of the
-    back-ends) is already loaded (a test process, the pipeline worker) nothing changes. The back-ends
-    are hidden only while pydicom imports (``sys.modules[name] = None`` makes ``import name`` raise
+    Only the first import of pydicom in a process can be made lean: when pydicom (or one of those
+    packages) is already loaded (a test process, the pipeline worker) nothing changes. They are hidden
+    only while pydicom imports (``sys.modules[name] = None`` makes ``import name`` raise
     ImportError, which pydicom treats as "not installed"), then unhidden, so code loaded later may
     still import numpy; pydicom itself keeps treating them as absent, which is what de-identification
     wants: it reads and writes headers and copies pixel bytes, and never calls ``pixel_array``.
     """
-    if "pydicom" in sys.modules or any(name in sys.modules for name in PIXEL_BACKEND_MODULES):
+    if "pydicom" in sys.modules or any(name in sys.modules for name in PYDICOM_EXTRAS_UNUSED_HERE):
         return False
-    hidden = [name for name in PIXEL_BACKEND_MODULES]
-    for name in hidden:
+    for name in PYDICOM_EXTRAS_UNUSED_HERE:
         sys.modules[name] = None  # type: ignore[assignment]
     try:
         import pydicom  # noqa: F401
     finally:
-        for name in hidden:
+        for name in PYDICOM_EXTRAS_UNUSED_HERE:
             if sys.modules.get(name, 0) is None:
                 del sys.modules[name]
     return True
@@ -175,7 +174,7 @@ def _settings() -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``tmi deid``; see the module docstring for the exit codes."""
-    import_pydicom_without_pixel_backends()
+    import_pydicom_lean()
     from tmi.deid import load_or_create_key, load_profile
 
     # pydicom logs the offending *values* of malformed elements at WARNING: they may be PHI.

@@ -122,34 +122,27 @@ class Worker:
         self.heartbeat = Path(self.ctx.settings.run_dir) / "stack" / f"{name}.heartbeat"
         self._last_republish = 0.0
 
-    def receive(self, wait_s: int) -> list[dict[str, Any]]:
-        """One ``ReceiveMessage`` call (up to ``batch_size`` messages, long poll ``wait_s``)."""
+    def receive(self, wait_s: int, limit: int | None = None) -> list[dict[str, Any]]:
+        """One ``ReceiveMessage`` call (up to ``limit``, default ``batch_size``, messages; long poll
+        ``wait_s``)."""
         response = self.ctx.sqs.receive_message(
-            QueueUrl=self.queue_url, MaxNumberOfMessages=max(1, min(10, self.ctx.pipeline.batch_size)),
+            QueueUrl=self.queue_url, MaxNumberOfMessages=limit or self._batch_size(),
             WaitTimeSeconds=wait_s, AttributeNames=["All"], MessageAttributeNames=["All"],
         )
         return list(response.get("Messages", []))
+
+    def _batch_size(self) -> int:
+        return max(1, min(10, self.ctx.pipeline.batch_size))
 
     def receive_batch(self, wait_s: int) -> list[dict[str, Any]]:
         """``receive``, then — when the batch is not full and ``batch_window_s`` > 0 — wait the window and
         top the batch up with one short poll (Lambda's batching window)."""
         messages = self.receive(wait_s)
-        size = max(1, min(10, self.ctx.pipeline.batch_size))
+        missing = self._batch_size() - len(messages)
         window = self.ctx.pipeline.batch_window_s
-        if messages and len(messages) < size and window > 0 and not self.stop.wait(window):
-            response = self.ctx.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=size - len(messages), WaitTimeSeconds=0,
-                AttributeNames=["All"], MessageAttributeNames=["All"],
-            )
-            messages += response.get("Messages", [])
+        if messages and missing > 0 and window > 0 and not self.stop.wait(window):
+            messages += self.receive(0, limit=missing)
         return messages
-
-    def poll_once(self) -> int:
-        """Receive one batch, process it, acknowledge successes; return how many messages were received."""
-        messages = self.receive(self.ctx.pipeline.wait_time_s)
-        if messages:
-            self.handle_batch(messages, threads=self.threads)
-        return len(messages)
 
     def handle_batch(self, messages: list[dict[str, Any]], threads: int = 1) -> None:
         """Invoke the handler with one SQS-shaped batch; delete the messages it did not report as failed."""

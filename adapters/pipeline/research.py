@@ -55,6 +55,8 @@ class ResearchOrthanc:
         return client
 
     def _session(self) -> Any:
+        """This thread's STOW-RS session. Not shared with the dicomweb-client instance above: that client
+        modifies the session it is given (its documentation warns against reusing one)."""
         session = getattr(self._local, "session", None)
         if session is None:
             import requests

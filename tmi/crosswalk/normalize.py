@@ -73,10 +73,6 @@ class NormalizedName:
     def present(self) -> bool:
         return bool(self.key)
 
-    def groups(self) -> dict[str, str]:
-        return {k: v for k, v in (("alphabetic", self.alphabetic), ("ideographic", self.ideographic),
-                                  ("phonetic", self.phonetic)) if v}
-
 
 def normalize_name(raw: str | None) -> NormalizedName:
     """Normalize a DICOM PN value (all component groups); see the module docstring for the rules."""
