@@ -9,11 +9,9 @@ unchanged after the rewritten header. The transfer syntax is preserved, so the b
 from __future__ import annotations
 
 import io
-import mmap
 import os
 import stat
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -21,9 +19,6 @@ from tmi.deid import reasons
 from tmi.errors import PoisonInputError
 
 CHUNK = 4 * 1024 * 1024
-PAGE = mmap.PAGESIZE
-ALIGN = 64 * 1024  # destination write alignment for the fd copy (see _kernel_copy)
-BUFFER = 1024 * 1024  # the fd copy's reused buffer when source and destination pages do not line up
 PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
@@ -137,24 +132,15 @@ def copy_span(
 
 
 def _kernel_copy(src: BinaryIO, dst: BinaryIO, offset: int, count: int) -> int:
-    """Copy up to ``count`` bytes at ``offset`` of ``src`` to ``dst`` by file descriptor; return how many.
+    """Copy up to ``count`` bytes at ``offset`` of ``src`` to ``dst`` in the kernel; return the bytes done.
 
-    Only when both streams are regular files (as for ``tmi deid`` and the pipeline's spooled objects);
-    anything else (in-memory buffers, pipes) returns 0 and the caller's chunked copy does the work, as it
-    does for whatever is left if the kernel refuses part way (EXDEV, ENOSYS, EINVAL...).
-
-    Why two paths (measured on ext4, Linux 6.18, 500 MB: ``bench/README.md``). The pixel data starts
-    wherever the rewritten header ends, so its destination offset rarely shares the source's position
-    within a page. The page cache copies fastest in whole, large, aligned folios:
-
-    * same position within the page: ``os.copy_file_range`` (no pass through Python, like ``cp``), its
-      first call stopping at a :data:`ALIGN` boundary of the destination so that every later chunk the
-      kernel writes starts aligned (0.17 s, as ``cp``; unaligned chunks took 0.25 s);
-    * otherwise ``copy_file_range`` splits every source page across two destination pages (0.26 s); a
-      read into one reused :data:`BUFFER` and a write at :data:`ALIGN`-aligned destination offsets
-      takes 0.19 s, with 1 MB of memory whatever the file size.
+    When both streams are regular files, ``os.copy_file_range`` moves the pixel data without passing it
+    through Python (as ``cp`` does), which is what keeps a 500 MB instance close to ``cp`` time. Anything
+    else (in-memory buffers, pipes, a filesystem or kernel that refuses) returns what was done so far and
+    the caller finishes with the chunked copy.
     """
-    if count <= 0 or not hasattr(os, "preadv"):  # POSIX only; elsewhere the chunked copy does it all
+    copy_file_range = getattr(os, "copy_file_range", None)
+    if copy_file_range is None or count <= 0:
         return 0
     try:
         src_fd, dst_fd = src.fileno(), dst.fileno()
@@ -162,49 +148,16 @@ def _kernel_copy(src: BinaryIO, dst: BinaryIO, offset: int, count: int) -> int:
         return 0
     if not (stat.S_ISREG(os.fstat(src_fd).st_mode) and stat.S_ISREG(os.fstat(dst_fd).st_mode)):
         return 0
-    dst.flush()  # what the buffered writer holds goes first; the copy then starts at the fd offset
-    position = os.lseek(dst_fd, 0, os.SEEK_CUR)
-    copy_file_range = getattr(os, "copy_file_range", None)
+    dst.flush()  # what the buffered writer holds goes first; the kernel then appends at the fd offset
     done = 0
     try:
-        if copy_file_range is not None and (offset - position) % PAGE == 0:
-            done = _copy_file_range(copy_file_range, src_fd, dst_fd, offset, position, count)
-        else:
-            done = _aligned_copy(src_fd, dst_fd, offset, position, count)
+        while done < count:
+            n = copy_file_range(src_fd, dst_fd, count - done, offset + done)
+            if n == 0:  # end of the source file: let the chunked path report the truncation
+                break
+            done += n
     except OSError:
-        pass  # the chunked copy takes over from ``done``
-    finally:
-        os.lseek(dst_fd, position + done, os.SEEK_SET)  # both paths write at explicit offsets
-    return done
-
-
-def _copy_file_range(copy: Callable[..., int], src_fd: int, dst_fd: int, offset: int, position: int,
-                     count: int) -> int:
-    done = 0
-    first = min(count, -position % ALIGN)  # up to the destination's next ALIGN boundary, then the rest
-    while done < count:
-        want = first - done if done < first else count - done
-        n = copy(src_fd, dst_fd, want, offset + done, position + done)
-        if n == 0:  # end of the source file: the chunked path reports the truncation
-            break
-        done += n
-    return done
-
-
-def _aligned_copy(src_fd: int, dst_fd: int, offset: int, position: int, count: int) -> int:
-    buffer = memoryview(bytearray(BUFFER))
-    done = 0
-    first = -position % ALIGN
-    while done < count:
-        want = min(count - done, first - done if done < first else BUFFER)
-        got = os.preadv(src_fd, [buffer[:want]], offset + done)
-        if got == 0:  # end of the source file: the chunked path reports the truncation
-            break
-        view = buffer[:got]
-        while view:
-            wrote = os.pwrite(dst_fd, view, position + done)
-            view = view[wrote:]
-            done += wrote
+        pass  # EXDEV, ENOSYS, EINVAL...: the chunked copy takes over from ``done``
     return done
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -245,96 +244,19 @@ def test_kernel_copy_failing_halfway_falls_back_to_chunks(
     deid: Deidentifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A filesystem that refuses part-way (EXDEV, ENOSYS...) still yields the complete, identical output."""
-    from tmi.deid import stream
+    import os
 
     data = to_file(base_dataset(rows=128, columns=128))
     _, expected = run(deid, data)
     real = os.copy_file_range
     calls: list[int] = []
 
-    def flaky(src_fd: int, dst_fd: int, count: int, offset_src: int | None = None,
-              offset_dst: int | None = None) -> int:
+    def flaky(src_fd: int, dst_fd: int, count: int, offset_src: int | None = None) -> int:
         calls.append(count)
         if len(calls) == 1:
-            return int(real(src_fd, dst_fd, min(count, 1000), offset_src, offset_dst))
+            return int(real(src_fd, dst_fd, min(count, 1000), offset_src))
         raise OSError(18, "Invalid cross-device link")
 
     monkeypatch.setattr(os, "copy_file_range", flaky)
-    monkeypatch.setattr(stream, "PAGE", 1)  # every offset pair "lines up": the copy_file_range path
     assert _file_round_trip(deid, data, tmp_path) == expected
     assert len(calls) == 2  # the kernel path was really taken, then abandoned
-
-
-def _fd_copy(tmp_path: Path, payload: bytes, offset: int, position: int,
-             monkeypatch: pytest.MonkeyPatch, *, count: int | None = None) -> tuple[bytes, int, list[str]]:
-    """Run ``stream._kernel_copy`` between real files; return the destination bytes, the count copied
-    and which system calls wrote (``cfr`` / ``pwrite`` with their destination offsets)."""
-
-    from tmi.deid import stream
-
-    src, dst = tmp_path / "src.bin", tmp_path / "dst.bin"
-    src.write_bytes(payload)
-    used: list[str] = []
-    real_cfr, real_pwrite = os.copy_file_range, os.pwrite
-
-    def cfr(src_fd: int, dst_fd: int, n: int, offset_src: int | None = None,
-            offset_dst: int | None = None) -> int:
-        used.append(f"cfr@{offset_dst}")
-        return int(real_cfr(src_fd, dst_fd, n, offset_src, offset_dst))
-
-    def pwrite(fd: int, data: bytes | memoryview, at: int) -> int:
-        used.append(f"pwrite@{at}")
-        return int(real_pwrite(fd, data, at))
-
-    monkeypatch.setattr(os, "copy_file_range", cfr)
-    monkeypatch.setattr(os, "pwrite", pwrite)
-    with src.open("rb") as fin, dst.open("wb") as fout:
-        fout.write(b"H" * position)  # the rewritten header, still in the writer's buffer
-        done = stream._kernel_copy(fin, fout, offset, len(payload) - offset if count is None else count)
-        assert fout.tell() == position + done  # the writer continues where the copy ended
-        fout.write(b"T")
-    return dst.read_bytes(), done, used
-
-
-@pytest.mark.parametrize(("offset", "position"), [(10858, 2666), (10858, 6762), (8192, 4096), (0, 0)])
-def test_fd_copy_same_page_position_uses_copy_file_range_aligned(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offset: int, position: int
-) -> None:
-    """Source and destination at the same position within a page: the kernel copy, its first call ending
-    at the destination's next ALIGN boundary so that later chunks start aligned."""
-    from tmi.deid import stream
-
-    payload = os.urandom(offset + 3 * stream.ALIGN + 123)
-    out, done, used = _fd_copy(tmp_path, payload, offset, position, monkeypatch)
-    assert out == b"H" * position + payload[offset:] + b"T" and done == len(payload) - offset
-    assert used and all(call.startswith("cfr@") for call in used)
-    starts = [int(call.split("@")[1]) for call in used]
-    assert starts[0] == position
-    assert all(start % stream.ALIGN == 0 for start in starts[1:])
-    if position % stream.ALIGN:
-        assert len(starts) >= 2  # the short first call really happened
-
-
-@pytest.mark.parametrize(("offset", "position"), [(10858, 7000), (1, 0), (4097, 3)])
-def test_fd_copy_other_page_position_writes_aligned_chunks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offset: int, position: int
-) -> None:
-    """Page positions differ: read into one buffer, write at ALIGN-aligned destination offsets."""
-    from tmi.deid import stream
-
-    payload = os.urandom(offset + 2 * stream.BUFFER + 4567)
-    out, done, used = _fd_copy(tmp_path, payload, offset, position, monkeypatch)
-    assert out == b"H" * position + payload[offset:] + b"T" and done == len(payload) - offset
-    writes = [int(call.split("@")[1]) for call in used if call.startswith("pwrite@")]
-    assert writes and not any(call.startswith("cfr@") for call in used)
-    assert writes[0] == position and all(at % stream.ALIGN == 0 for at in writes[1:])
-
-
-@pytest.mark.parametrize(("offset", "position"), [(8192, 4096), (8192, 100)])
-def test_fd_copy_stops_at_end_of_a_shrunk_source(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offset: int, position: int
-) -> None:
-    """Asked for more than the file holds (it shrank): both paths copy what there is and say so."""
-    payload = os.urandom(offset + 50_000)
-    out, done, _ = _fd_copy(tmp_path, payload, offset, position, monkeypatch, count=80_000)
-    assert done == 50_000 and out == b"H" * position + payload[offset:] + b"T"
