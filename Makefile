@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 APT_CORE := postgresql dcmtk orthanc orthanc-dicomweb orthanc-python ca-certificates
 APT_BROWSER := chromium chromium-driver
 
-.PHONY: help install apt-core apt-browser test test-unit lint typecheck bench bench-deid bench-crosswalk \
+.PHONY: help install apt-core apt-browser test test-unit lint typecheck bench bench-deid bench-copy bench-crosswalk \
         clean demo bench-pipeline bench-gateway tf-fmt localstack-install
 
 help: ## List the targets
@@ -52,10 +52,13 @@ lint: $(STAMP) ## Ruff
 typecheck: $(STAMP) ## Mypy (strict on the core)
 	$(VENV)/bin/mypy
 
-bench: install bench-deid bench-crosswalk bench-pipeline bench-gateway ## Run the benchmarks; results in bench/results/
+bench: install bench-deid bench-copy bench-crosswalk bench-pipeline bench-gateway ## Run the benchmarks; results in bench/results/
 
 bench-deid: $(STAMP)
 	$(PY) -m bench.deid
+
+bench-copy: $(STAMP) ## Pixel-copy methods tried for tmi deid, on one 500 MB corpus file (after bench-deid)
+	$(PY) -m bench.copy_paths
 
 bench-crosswalk: $(STAMP)
 	$(PY) -m bench.crosswalk
