@@ -117,6 +117,14 @@ class ResearchWatcher(threading.Thread):
                 time.sleep(0.05)
 
 
+def _per_second(offsets: list[float]) -> list[int]:
+    """How many of ``offsets`` (seconds) fall in each whole second from 0."""
+    counts = [0] * (int(max(offsets)) + 1 if offsets else 0)
+    for offset in offsets:
+        counts[max(0, int(offset))] += 1
+    return counts
+
+
 def _disable_nagle() -> None:
     """Set TCP_NODELAY on pynetdicom's client sockets, as modalities' DICOM stacks usually do (without it
     each DIMSE exchange waits on a delayed ACK)."""
@@ -342,6 +350,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "latency_p50_s": round(statistics.median(lat), 3) if lat else None,
             "latency_p95_s": round(percentile(lat, 95), 3) if lat else None,
             "cpu_seconds_by_component": _delta(component_cpu(stack), cpu0),
+            # instances becoming visible in each second after the first C-STORE: shows ramp-up and tail
+            "visible_per_second": _per_second([v - t0 for v in visible.values()]),
             "machine_load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
             "cstore_reassociations": counters["reassociations"],
             "sender": args.sender,
