@@ -5,14 +5,57 @@ import time.
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tmi.errors import RetryableError
 
 logger = logging.getLogger(__name__)
+
+STREAM_ABOVE = 16 * 1024 * 1024  # STOW-RS bodies of larger files are read from disk as they are sent
+
+
+class _StreamedPart:
+    """``head`` + the file's bytes + ``tail``, read in order; ``len()`` gives requests the Content-Length."""
+
+    def __init__(self, path: str, head: bytes, tail: bytes) -> None:
+        self._file = open(path, "rb")  # closed by close(), via _one_part_body
+        self._size = len(head) + os.fstat(self._file.fileno()).st_size + len(tail)
+        self._pieces: list[Any] = [io.BytesIO(head), self._file, io.BytesIO(tail)]
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, size: int = -1) -> bytes:
+        while self._pieces:
+            block = self._pieces[0].read(size)
+            if block:
+                return bytes(block)
+            self._pieces.pop(0)
+        return b""
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@contextmanager
+def _one_part_body(path: str, head: bytes, tail: bytes) -> Iterator[bytes | _StreamedPart]:
+    """The STOW-RS body for the file at ``path``: one buffer when small, a streamed part otherwise."""
+    if os.path.getsize(path) <= STREAM_ABOVE:
+        with open(path, "rb") as handle:
+            yield b"".join((head, handle.read(), tail))
+        return
+    body = _StreamedPart(path, head, tail)
+    try:
+        yield body
+    finally:
+        body.close()
 
 
 class ResearchOrthanc:
@@ -71,27 +114,28 @@ class ResearchOrthanc:
         """STOW-RS the DICOM file at ``path``; raise RetryableError when Orthanc is unavailable or refuses.
 
         The file's bytes are posted as they are, in the one-part ``multipart/related`` request
-        dicomweb-client builds (PS3.18 STOW-RS), on this thread's keep-alive session. dicomweb-client itself
-        is not used for storing: its ``store_instances`` takes pydicom datasets and re-encodes them (a full
-        parse and write per instance, and the bytes could differ from the research bucket's), and its
-        internal poster wraps each request in a retry decorator and parses the whole response into a
-        pydicom dataset; the response's DICOM JSON is read here for the one attribute that matters
-        (FailedSOPSequence). One attempt per delivery: the queue's redelivery is the retry policy.
+        dicomweb-client builds (PS3.18 STOW-RS), on this thread's keep-alive session. Files above
+        :data:`STREAM_ABOVE` are streamed from disk with a ``Content-Length`` (a 500 MB tomosynthesis
+        instance never sits in the worker's memory); smaller ones are sent from one buffer.
+        dicomweb-client itself is not used for storing: its ``store_instances`` takes pydicom datasets and
+        re-encodes them (a full parse and write per instance, and the bytes could differ from the research
+        bucket's), and its internal poster wraps each request in a retry decorator and parses the whole
+        response into a pydicom dataset; the response's DICOM JSON is read here for the one attribute that
+        matters (FailedSOPSequence). One attempt per delivery: the queue's redelivery is the retry policy.
         """
         import requests
 
-        with open(path, "rb") as handle:
-            data = handle.read()
         boundary = uuid.uuid4().hex  # never inside the part: 128 random bits
-        body = b"".join((f"\r\n--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode(), data,
-                         f"\r\n--{boundary}--".encode()))
+        head = f"\r\n--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        tail = f"\r\n--{boundary}--".encode()
         headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary="{boundary}"',
                    "Accept": "application/dicom+json"}
         session = self._session()
         for attempt in (1, 2):
             try:
-                response = session.post(f"{self.dicomweb_url}/studies", data=body, headers=headers,
-                                        timeout=self._timeout)
+                with _one_part_body(path, head, tail) as body:
+                    response = session.post(f"{self.dicomweb_url}/studies", data=body, headers=headers,
+                                            timeout=self._timeout)
                 response.raise_for_status()
                 answer = response.json() if response.content else {}
                 break

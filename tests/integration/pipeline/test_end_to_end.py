@@ -219,3 +219,33 @@ def test_stack_status_json_and_idempotent_up(pipeline_stack: StackHarness) -> No
     stack.up()
     assert {name: stack.process(name).read_pid() for name in pids} == pids
     json.dumps(status)
+
+
+def test_a_large_mammogram_flows_through_with_its_pixels_intact(
+        pipeline_stack: StackHarness, tmp_path: Path) -> None:
+    """A ~27 MB instance (above the STOW-RS streaming threshold) goes storescu → … → research unchanged
+    in its pixels: the research bucket's copy and the research Orthanc's copy are the same bytes."""
+    from adapters.pipeline import research as research_module
+    from tmi.synthetic.dicom import large_mg_instance, write_dataset
+
+    h = pipeline_stack
+    path = tmp_path / "large.dcm"
+    write_dataset(large_mg_instance(seed="e2e-large"), path)
+    assert path.stat().st_size > research_module.STREAM_ABOVE
+    result = h.storescu([path])
+    assert result.returncode == 0, result.stderr
+    name = h.intake_key(path)
+    assert h.wait_finished([name], timeout_s=120) == {name: "COMPLETED"}
+    original = pydicom.dcmread(path)
+    (row,) = _crosswalk_instances(h, [original.SOPInstanceUID]).values()
+    assert row["state"] == "published"
+    stored = h.s3().get_object(Bucket=h.settings.research_bucket, Key=row["research_key"])["Body"].read()
+    published = pydicom.dcmread(pydicom.filebase.DicomBytesIO(stored))
+    assert published.PixelData == original.PixelData
+    assert published.PatientID == row["pseudonym"]
+    auth = (h.settings.research_orthanc_user, h.stack.secrets().research_pipeline_password)
+    base = h.stack.research_http
+    found = requests.post(f"{base}/tools/lookup", data=row["anon_sop"], auth=auth, timeout=10).json()
+    (instance,) = [f for f in found if f["Type"] == "Instance"]
+    served = requests.get(f"{base}/instances/{instance['ID']}/file", auth=auth, timeout=60).content
+    assert served == stored
