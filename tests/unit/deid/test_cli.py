@@ -6,12 +6,16 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
 
+from adapters.cli import deid as cli_deid
 from adapters.cli import main
 from tests.unit.deid.helpers import Person, base_dataset, to_file
+
+_REAL_PROCESS = cli_deid._process  # before any monkeypatching
 
 PHI_DIR = "Zebulonsky Quixotea 19710423 PID778899"
 
@@ -134,3 +138,39 @@ def test_cli_process_does_not_load_pixel_backends_and_writes_the_same_bytes(tmp_
     with open(src / "a.dcm", "rb") as fin, open(tmp_path / "api.dcm", "wb") as fout:
         assert deid.deidentify(fin, fout).outcome == "written"
     assert cli_file.read_bytes() == (tmp_path / "api.dcm").read_bytes()
+
+
+def test_chunk_size_gives_every_worker_several_chunks() -> None:
+    chunk_size = cli_deid.chunk_size
+    assert chunk_size(2, 2) == 1  # two large files: one each
+    assert chunk_size(20, 2) == 2
+    assert chunk_size(2000, 2) == 4  # thousands of small files: capped
+    assert chunk_size(0, 8) == 1
+
+
+def _slow_and_traced(task: Any) -> dict[str, Any]:
+    """``_process`` that takes 0.5 s (the other worker takes the next file meanwhile, if it may) and says
+    which process ran it. Module level: the pool pickles it by name."""
+    import time
+
+    time.sleep(0.5)
+    return {**_REAL_PROCESS(task), "pid": os.getpid()}
+
+
+def test_cli_two_files_two_workers_use_both_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two inputs with --workers 2 go to two processes (a chunk of 4 used to give both to one)."""
+    monkeypatch.setattr(cli_deid, "_process", _slow_and_traced)  # the forked workers inherit it
+    src, dst, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.json"
+    src.mkdir()
+    for i in range(2):
+        (src / f"{i}.dcm").write_bytes(to_file(base_dataset(index=i + 1)))
+    key = tmp_path / "k.key"
+    key.write_text("00" * 32)
+    key.chmod(0o600)
+    assert main(["deid", str(src), str(dst), "--key-file", str(key), "--report", str(report),
+                 "--workers", "2"]) == 0
+    entries = json.loads(report.read_text())["inputs"]
+    assert [e["outcome"] for e in entries] == ["written", "written"]
+    assert len({e["pid"] for e in entries}) == 2
