@@ -36,7 +36,7 @@ class _StreamedPart:
         while self._pieces:
             block = self._pieces[0].read(size)
             if block:
-                return bytes(block)
+                return block  # type: ignore[no-any-return]
             self._pieces.pop(0)
         return b""
 
