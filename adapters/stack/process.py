@@ -51,7 +51,10 @@ class ManagedProcess:
         except (OSError, ValueError):
             return None
         pid = int(record.get("pid", 0))
-        if pid <= 0 or _start_time(pid) != record.get("start"):
+        if pid <= 0:
+            return None
+        if _start_time(pid) != record.get("start"):
+            _collect(pid)  # our child that exited (killed, crashed, stopped): reap it now
             return None
         return pid
 
@@ -113,6 +116,14 @@ class ManagedProcess:
                 time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def _collect(pid: int) -> None:
+    """Reap ``pid`` through its Popen handle if this process started it and it has exited (a zombie
+    otherwise lingers until this process ends, and Python warns "subprocess … is still running")."""
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        del _CHILDREN[pid]
 
 
 def _reap(pid: int) -> None:
