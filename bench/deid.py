@@ -432,7 +432,13 @@ def _ratio_check(results: dict[str, Any], tool: str, baseline: str, limit: float
     ratio = (a["median_s"] / a.get("files", 1)) / (b["median_s"] / b.get("files", 1))
     if a.get("files") != b.get("files"):
         check["per_instance"] = f"{tool} on {a.get('files')} files, {baseline} on {b.get('files')}"
-    check.update(ratio=round(ratio, 3), met=ratio <= limit)
+    # The fastest runs too: on this VM the page cache is sometimes several times slower for one tool's
+    # runs and not the other's (bench-copy); a target counts as met only when both the medians and the
+    # best runs are within the limit, so one tool's bad luck cannot pass it.
+    best = ratio
+    if "min_s" in a and "min_s" in b:
+        best = (a["min_s"] / a.get("files", 1)) / (b["min_s"] / b.get("files", 1))
+    check.update(ratio=round(ratio, 3), best_ratio=round(best, 3), met=ratio <= limit and best <= limit)
     if a.get("median_cpu_s") and b.get("median_cpu_s"):
         # Supplementary: CPU seconds are less sensitive to other load on a shared machine (not the target).
         check["cpu_ratio"] = round((a["median_cpu_s"] / a.get("files", 1))
@@ -441,7 +447,7 @@ def _ratio_check(results: dict[str, Any], tool: str, baseline: str, limit: float
 
 
 def targets(corpora: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's targets, computed from the medians (``met`` is never assumed)."""
+    """The issue's targets, from the medians and the fastest runs (``met`` is never assumed)."""
     checks: list[dict[str, Any]] = []
     small = corpora.get("small", {}).get("tools")
     if small:
@@ -545,10 +551,12 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| {tool} | – | – | – | – | – | failed: {_short(res.get('error'))} |")
         lines.append("")
     lines += ["## Targets (issue 2)", "",
-              "Wall-clock medians decide; the CPU-time ratio is shown for context.", "",
+              "Wall-clock medians and the fastest runs decide (both within the limit); the CPU-time ratio "
+              "is shown for context.", "",
               "| check | value | met |", "|---|---|---|"]
     for check in report["targets"]:
-        value = (f"{check['ratio']}× (limit {check['limit']}×; CPU {check.get('cpu_ratio', '–')}×)"
+        value = (f"{check['ratio']}× (fastest runs {check.get('best_ratio', '–')}×; limit {check['limit']}×; "
+                 f"CPU {check.get('cpu_ratio', '–')}×)"
                  if check.get("ratio") is not None
                  else f"{check['peak_rss_mb']} MB" if "peak_rss_mb" in check else check.get("note", "–"))
         lines.append(f"| {check['check']} | {value} | {'yes' if check['met'] else 'NO'} |")
