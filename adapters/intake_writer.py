@@ -31,6 +31,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 CALLING_AET_METADATA = "calling-aet"
+MULTIPART_ABOVE = 64 * 1024 * 1024  # spooled files above this go up as a multipart upload
 
 
 class IntakeWriter:
@@ -99,14 +100,31 @@ class IntakeWriter:
         self._queue.put(meta)
         return key
 
+    def _put_file(self, key: str, path: Path, calling_aet: str | None) -> None:
+        """Upload a spooled file without reading it into memory: one streamed PUT, or a multipart upload
+        (16 MB parts) above :data:`MULTIPART_ABOVE` — a 500 MB tomosynthesis instance never sits whole in
+        the Orthanc process a second time."""
+        metadata = {CALLING_AET_METADATA: (calling_aet or "").strip()}
+        if path.stat().st_size <= MULTIPART_ABOVE:
+            with path.open("rb") as body:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                       ContentType="application/dicom", Metadata=metadata)
+            return
+        from boto3.s3.transfer import TransferConfig
+
+        self.client.upload_file(
+            str(path), self.bucket, key, ExtraArgs={"ContentType": "application/dicom", "Metadata": metadata},
+            Config=TransferConfig(multipart_threshold=MULTIPART_ABOVE, multipart_chunksize=16 * 1024 * 1024,
+                                  use_threads=False),
+        )
+
     def _upload_spooled(self, meta_path: Path) -> bool:
         data_path = meta_path.with_suffix("")
         try:
             meta = json.loads(meta_path.read_text())
-            data = data_path.read_bytes()
+            self._put_file(meta["key"], data_path, meta.get("calling_aet"))
         except FileNotFoundError:
             return True  # another thread (or the drainer) uploaded it already
-        self._put(meta["key"], data, meta.get("calling_aet"))
         data_path.unlink(missing_ok=True)
         meta_path.unlink(missing_ok=True)
         return True

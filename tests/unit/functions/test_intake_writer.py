@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from adapters.intake_writer import IntakeWriter, orthanc_instance_id
 from adapters.research_access import allowed, basic_auth_user
 
@@ -17,11 +19,11 @@ class FlakyS3:
         self.down = False
         self.objects: dict[str, tuple[bytes, dict[str, str]]] = {}
 
-    def put_object(self, *, Bucket: str, Key: str, Body: bytes, ContentType: str, Metadata: dict[str, str],
+    def put_object(self, *, Bucket: str, Key: str, Body: Any, ContentType: str, Metadata: dict[str, str],
                    ) -> dict[str, Any]:
         if self.down:
             raise ConnectionError("endpoint unreachable")
-        self.objects[Key] = (Body, Metadata)
+        self.objects[Key] = (Body.read() if hasattr(Body, "read") else Body, Metadata)
         return {}
 
 
@@ -88,3 +90,61 @@ def test_enqueue_spools_then_uploader_threads_put_and_clean_up(tmp_path: Path) -
         time.sleep(0.02)
     assert sorted(s3.objects) == sorted(keys)
     assert list((tmp_path / "spool").iterdir()) == []
+
+
+class ChunkReadingS3:
+    """Consumes bodies the way an HTTP client does (in blocks), keeping only a digest."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.digests: dict[str, str] = {}
+
+    def _consume(self, key: str, body: Any) -> None:
+        digest = hashlib.sha256()
+        for block in iter(lambda: body.read(65536), b""):
+            digest.update(block)
+        self.digests[key] = digest.hexdigest()
+
+    def put_object(self, *, Bucket: str, Key: str, Body: Any, ContentType: str, Metadata: dict[str, str],
+                   ) -> dict[str, Any]:
+        self.calls.append("put_object")
+        self._consume(Key, Body)
+        return {}
+
+    def upload_file(self, Filename: str, Bucket: str, Key: str, ExtraArgs: dict[str, Any], Config: Any,
+                    ) -> None:
+        self.calls.append("upload_file")
+        assert ExtraArgs["Metadata"] == {"calling-aet": "M1"}
+        with open(Filename, "rb") as body:
+            self._consume(Key, body)
+
+
+@pytest.mark.parametrize(("multipart_above", "method"), [(64 << 20, "put_object"), (1 << 20, "upload_file")])
+def test_spooled_files_are_uploaded_without_reading_them_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, multipart_above: int, method: str
+) -> None:
+    """The uploader hands the spool file to the client (a stream or a path): a 16 MB instance never
+    becomes one bytes object in the Orthanc process again."""
+    import os
+    import tracemalloc
+
+    import boto3.s3.transfer  # noqa: F401 - imported before measuring: its import is not the upload's
+
+    from adapters import intake_writer
+
+    monkeypatch.setattr(intake_writer, "MULTIPART_ABOVE", multipart_above)
+    s3 = ChunkReadingS3()
+    writer = IntakeWriter("tmi-intake", "incoming/", tmp_path / "spool", client_factory=lambda: s3)
+    data = os.urandom(16 * 1024 * 1024)
+    key = writer.key_for("big")
+    writer._spool(key, data, "M1")
+    expected = hashlib.sha256(data).hexdigest()
+    del data
+    tracemalloc.start()
+    try:
+        assert writer.drain_spool() == 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert s3.calls == [method] and s3.digests[key] == expected
+    assert peak < 4 * 1024 * 1024, peak
