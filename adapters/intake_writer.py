@@ -31,7 +31,11 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 CALLING_AET_METADATA = "calling-aet"
-MULTIPART_ABOVE = 64 * 1024 * 1024  # spooled files above this go up as a multipart upload
+# Spooled files up to READ_WHOLE_UP_TO are sent from memory: with a file body botocore asks for
+# "Expect: 100-continue", one more round trip per instance. Larger ones stream from the file, and above
+# MULTIPART_ABOVE as a multipart upload.
+READ_WHOLE_UP_TO = 16 * 1024 * 1024
+MULTIPART_ABOVE = 64 * 1024 * 1024
 
 
 class IntakeWriter:
@@ -101,16 +105,15 @@ class IntakeWriter:
         return key
 
     def _put_file(self, key: str, path: Path, calling_aet: str | None) -> None:
-        """Upload a spooled file without reading it into memory: one streamed PUT, or a multipart upload
-        (16 MB parts) above :data:`MULTIPART_ABOVE` — a 500 MB tomosynthesis instance never sits whole in
-        the Orthanc process a second time."""
-        metadata = {CALLING_AET_METADATA: (calling_aet or "").strip()}
-        if path.stat().st_size <= MULTIPART_ABOVE:
-            with path.open("rb") as body:
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
-                                       ContentType="application/dicom", Metadata=metadata)
+        """Upload a spooled file: small ones from memory (:data:`READ_WHOLE_UP_TO`), larger ones streamed
+        from the file — one PUT, or a multipart upload in 16 MB parts above :data:`MULTIPART_ABOVE` — so a
+        500 MB tomosynthesis instance never sits whole in the Orthanc process a second time."""
+        if path.stat().st_size <= READ_WHOLE_UP_TO:
+            self._put(key, path.read_bytes(), calling_aet)
             return
         from boto3.s3.transfer import TransferConfig
+
+        metadata = {CALLING_AET_METADATA: (calling_aet or "").strip()}
 
         self.client.upload_file(
             str(path), self.bucket, key, ExtraArgs={"ContentType": "application/dicom", "Metadata": metadata},

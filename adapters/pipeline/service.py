@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 MULTIPART_THRESHOLD = 64 * CHUNK
+READ_WHOLE_UP_TO = 16 * 1024 * 1024  # research uploads up to this size are sent from memory
 CALLING_AET_METADATA = "calling-aet"
 
 
@@ -225,7 +226,14 @@ class IntakeService:
 
         extra = {"ContentType": "application/dicom", "Metadata": {"pseudonym": pseudonym or ""}}
         try:
-            if os.path.getsize(path) < MULTIPART_THRESHOLD:
+            size = os.path.getsize(path)
+            if size <= READ_WHOLE_UP_TO:
+                # From memory: with a file body botocore sends "Expect: 100-continue" and waits for the
+                # server's interim answer, one more round trip per instance.
+                with open(path, "rb") as handle:
+                    data = handle.read()
+                self.s3.put_object(Bucket=self.research_bucket, Key=research_key, Body=data, **extra)
+            elif size < MULTIPART_THRESHOLD:
                 # One PUT streamed from the file: far less overhead than the transfer manager.
                 with open(path, "rb") as body:
                     self.s3.put_object(Bucket=self.research_bucket, Key=research_key, Body=body, **extra)

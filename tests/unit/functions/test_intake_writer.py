@@ -100,6 +100,9 @@ class ChunkReadingS3:
         self.digests: dict[str, str] = {}
 
     def _consume(self, key: str, body: Any) -> None:
+        if isinstance(body, bytes):
+            self.digests[key] = hashlib.sha256(body).hexdigest()
+            return
         digest = hashlib.sha256()
         for block in iter(lambda: body.read(65536), b""):
             digest.update(block)
@@ -119,12 +122,12 @@ class ChunkReadingS3:
             self._consume(Key, body)
 
 
-@pytest.mark.parametrize(("multipart_above", "method"), [(64 << 20, "put_object"), (1 << 20, "upload_file")])
-def test_spooled_files_are_uploaded_without_reading_them_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, multipart_above: int, method: str
+def test_large_spooled_files_are_uploaded_without_reading_them_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The uploader hands the spool file to the client (a stream or a path): a 16 MB instance never
-    becomes one bytes object in the Orthanc process again."""
+    """Above READ_WHOLE_UP_TO the uploader hands the spool file's path to the client (boto3's
+    upload_file streams it, multipart when large): the instance never becomes one bytes object in the
+    Orthanc process again. Small files are sent from memory (no 100-continue round trip)."""
     import os
     import tracemalloc
 
@@ -132,7 +135,7 @@ def test_spooled_files_are_uploaded_without_reading_them_whole(
 
     from adapters import intake_writer
 
-    monkeypatch.setattr(intake_writer, "MULTIPART_ABOVE", multipart_above)
+    monkeypatch.setattr(intake_writer, "READ_WHOLE_UP_TO", 1024 * 1024)
     s3 = ChunkReadingS3()
     writer = IntakeWriter("tmi-intake", "incoming/", tmp_path / "spool", client_factory=lambda: s3)
     data = os.urandom(16 * 1024 * 1024)
@@ -146,5 +149,9 @@ def test_spooled_files_are_uploaded_without_reading_them_whole(
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert s3.calls == [method] and s3.digests[key] == expected
+    assert s3.calls == ["upload_file"] and s3.digests[key] == expected
     assert peak < 4 * 1024 * 1024, peak
+    small = writer.key_for("small")
+    writer._spool(small, b"DICM" * 1000, "M1")
+    assert writer.drain_spool() == 1
+    assert s3.calls == ["upload_file", "put_object"]
