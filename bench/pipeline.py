@@ -325,6 +325,38 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def diagnose_missing(stack: Any, datasets: list[Any], visible: dict[str, float]) -> list[dict[str, Any]]:
+    """For every sent instance that never became visible: where it got to (intake Orthanc, intake bucket,
+    spool, pipeline record). Keys and Orthanc ids carry no PHI. The stack's logs are kept (path printed)."""
+    import requests
+
+    from adapters.intake_writer import orthanc_instance_id
+
+    missing = [ds for ds in datasets if str(ds.SOPInstanceUID) not in visible]
+    if not missing:
+        return []
+    s3, auth = stack.s3_client(), ("tmi-admin", stack.secrets().intake_admin_password)
+    spool = list((stack.run_dir / "orthanc" / "intake-spool").glob("*")) if stack.run_dir.exists() else []
+    out = []
+    for ds in missing:
+        oid = orthanc_instance_id(str(ds.PatientID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
+                                  str(ds.SOPInstanceUID))
+        answer = requests.get(f"{stack.intake_http}/instances/{oid}", auth=auth, timeout=10)
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=stack.settings.intake_bucket)
+        keys = [o["Key"] for page in pages for o in page.get("Contents", []) if oid in o["Key"]]
+        with stack_db(stack) as conn:
+            rows = conn.execute("SELECT object_key, state, attempts, reason FROM pipeline_objects "
+                                "WHERE object_key LIKE %s", (f"%{oid}%",)).fetchall()
+        out.append({"orthanc_id": oid, "in_intake_orthanc": answer.status_code == 200,
+                    "intake_bucket_keys": keys, "spool_files": [f.name for f in spool if oid in f.name],
+                    "pipeline_rows": [list(map(str, r)) for r in rows]})
+    kept = Path(tempfile.mkdtemp(prefix="tmi-bench-pipeline-logs-"))
+    for log in stack.log_dir.glob("*.log"):
+        shutil.copy(log, kept / log.name)
+    print(f"bench: {len(missing)} instance(s) never visible; stack logs kept in {kept}", flush=True)
+    return out
+
+
 def _harness_cpu() -> float:
     """CPU seconds used by this process and its waited-for children (storescu) so far."""
     import resource
@@ -412,6 +444,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         visible = wait_visible(watcher, {s: uids.map(s) for s in stored}, args.timeout_s, snapshot)
         if not at_end:
             snapshot()
+        missing = diagnose_missing(stack, burst, visible)
         last = max(visible.values()) if visible else float("nan")
         # storescu gives no per-instance completion time: burst latencies only with the pynetdicom sender
         lat = [visible[s] - stored[s] for s in visible] if args.sender == "pynetdicom" else []
@@ -429,6 +462,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "visible_per_second": _per_second([v - t0 for v in visible.values()]),
             "machine_load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
             "cstore_reassociations": counters["reassociations"],
+            "never_visible": missing,
             "sender": args.sender,
             "storescu_warnings": counters.get("storescu_messages", []) if args.sender == "storescu" else None,
         }

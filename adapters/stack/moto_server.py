@@ -22,6 +22,8 @@ the local pipeline (measured with py-spy and timed calls during ``python -m benc
   directly (same check, same result). ``SendMessage`` (every S3 notification) did the same to read
   ``ContentBasedDeduplication``, an attribute only FIFO queues have: for a standard queue it is skipped.
 
+* moto drops every exception of its S3 → SQS notification silently; here it is logged and retried once.
+
 Nothing here changes what a client sees; it is the local emulator only (AWS, LocalStack or MinIO are used
 unchanged when ``AWS_ENDPOINT_URL*`` points at them).
 """
@@ -161,6 +163,30 @@ def _quiet_handler() -> Any:
     return QuietHandler
 
 
+def _patch_notification_errors() -> None:
+    """moto's S3 → SQS notification catches and drops every exception ("async in AWS"): a notification
+    lost without a trace. Here a failure is logged with its traceback and tried once more; the reconciler
+    (``tmi reconcile``) remains the safety net for anything still lost."""
+    import json
+
+    from moto.s3 import notifications
+
+    log = logging.getLogger("tmi.moto")
+
+    def send(account_id: str, event_body: Any, queue_name: str, region_name: str) -> None:
+        from moto.sqs.models import sqs_backends
+
+        for attempt in (1, 2):
+            try:
+                sqs_backends[account_id][region_name].send_message(
+                    queue_name=queue_name, message_body=json.dumps(event_body))
+                return
+            except Exception:
+                log.exception("S3 notification to queue %s failed (attempt %d of 2)", queue_name, attempt)
+
+    notifications._send_sqs_message = send  # type: ignore[attr-defined]
+
+
 def _patch_sqs_retention_check() -> None:
     """``SQSBackend.is_message_valid_based_on_retention_period`` without recomputing every attribute."""
     from moto.core.utils import unix_time
@@ -221,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO)
     _patch_sqs_retention_check()
     _patch_sqs_send_attributes()
+    _patch_notification_errors()
     run_simple(args.host, args.port, _flag_failures(_lean_dispatcher()), threaded=True, use_reloader=False,
                request_handler=_quiet_handler())
     return 0
