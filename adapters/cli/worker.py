@@ -20,6 +20,8 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+RECONCILE_LOCK = 0x746D69_7265  # pg advisory lock key ("tmi" "re"): one reconciling worker at a time
+
 
 def register(subparsers: Any) -> None:
     """Add ``tmi worker``, ``tmi reconcile`` and ``tmi republish``."""
@@ -121,6 +123,7 @@ class Worker:
             "Attributes"]["QueueArn"]
         self.heartbeat = Path(self.ctx.settings.run_dir) / "stack" / f"{name}.heartbeat"
         self._last_republish = 0.0
+        self._last_reconcile = time.monotonic()  # the first run one interval after start
 
     def receive(self, wait_s: int, limit: int | None = None) -> list[dict[str, Any]]:
         """One ``ReceiveMessage`` call (up to ``limit``, default ``batch_size``, messages; long poll
@@ -171,6 +174,44 @@ class Worker:
 
         return drain(self.ctx)
 
+    def reconcile_now(self) -> int:
+        """Run the reconciler when it is due and no other worker holds the election lock; return how many
+        objects it re-enqueued."""
+        interval = self.ctx.pipeline.reconcile_interval_s
+        now = time.monotonic()
+        if interval <= 0 or now - self._last_reconcile < interval:
+            return 0
+        self._last_reconcile = now
+        from adapters.pipeline.reconcile import reconcile
+
+        with self.ctx.pool.connection() as conn:
+            conn.autocommit = True
+            got = conn.execute("SELECT pg_try_advisory_lock(%s)", (RECONCILE_LOCK,)).fetchone()
+            if not (got and got[0]):
+                return 0  # another worker is reconciling
+            try:
+                report = reconcile(self.ctx.s3, self.ctx.sqs, self.ctx.claims,
+                                   bucket=self.ctx.settings.intake_bucket,
+                                   prefix=self.ctx.settings.intake_prefix,
+                                   queue_name=self.ctx.settings.intake_queue,
+                                   min_age_s=self.ctx.pipeline.reconcile_min_age_s)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (RECONCILE_LOCK,))
+        if report.enqueued:
+            logger.warning("reconciler re-enqueued intake objects whose notification was lost",
+                           extra={"tmi": {"worker": self.name, **report.to_dict()}})
+        return len(report.enqueued)
+
+    def background(self) -> None:
+        """What a worker does between batches: republish work items, then the reconciler when due (each
+        failure is logged; the next round tries again)."""
+        for step in (self.drain_republish, self.reconcile_now):
+            try:
+                step()
+            except Exception:
+                logger.exception("background step failed", extra={"tmi": {"worker": self.name,
+                                                                          "step": step.__name__}})
+
     def run(self, once: bool = False, max_idle_s: float | None = None) -> int:
         """Loop until stopped (or, with ``once``, until the queue is empty).
 
@@ -196,7 +237,7 @@ class Worker:
                             "worker": self.name, "error": type(future.exception()).__name__}})
                 try:
                     if republishing is None or republishing.done():
-                        republishing = pool.submit(self.drain_republish)
+                        republishing = pool.submit(self.background)
                     if len(inflight) >= self.threads:
                         wait(inflight, timeout=1.0, return_when=FIRST_COMPLETED)
                         continue

@@ -23,6 +23,12 @@ class PipelineSettings(BaseSettings):
     claim_ttl_s: int = 300  # an IN_PROGRESS claim older than this may be taken over
     db_pool_size: int = 8
     republish_interval_s: float = 2.0  # how often a worker drains republish work items
+    # The reconciler (``tmi reconcile``) run by the workers themselves: every reconcile_interval_s one
+    # worker (a PostgreSQL advisory lock elects it) re-enqueues intake objects older than
+    # reconcile_min_age_s that have no finished record, so a lost notification is recovered without an
+    # operator. 0 turns it off (then run ``tmi reconcile`` from cron).
+    reconcile_interval_s: float = 600.0
+    reconcile_min_age_s: float = 300.0
 
 
 @lru_cache(maxsize=1)

@@ -308,3 +308,26 @@ def _assert_no_phi(h: StackHarness, research_key: str, original: Path) -> None:
     ds = pydicom.dcmread(BytesIO(body), stop_before_pixels=True)
     text = " ".join(str(e.value) for e in ds.iterall() if e.VR not in ("SQ", "OB", "OW", "UN")).upper()
     assert [t for t in tokens if t in text] == []
+
+
+def test_workers_reconcile_a_lost_notification_by_themselves(tmp_path: Path) -> None:
+    """With the workers' own reconciler on (here every second, no minimum age), an instance whose
+    notification was lost is published without anyone running ``tmi reconcile``."""
+    from tests.fixtures.stack import running_stack
+
+    with running_stack({"TMI_PIPELINE_RECONCILE_INTERVAL_S": "1",
+                        "TMI_PIPELINE_RECONCILE_MIN_AGE_S": "0"}) as h:
+        [path] = _write_instances(tmp_path, "self-reconcile", 1)
+        name = h.intake_key(path)
+        _stop_workers(h)
+        try:
+            assert h.storescu([path]).returncode == 0
+            wait_for(lambda: name in _intake_names(h), 20, "the object in the intake bucket")
+            time.sleep(0.5)
+            sqs = h.sqs()
+            sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName=h.settings.intake_queue)["QueueUrl"])
+        finally:
+            _start_workers(h)
+        assert h.wait_finished([name], timeout_s=60) == {name: "COMPLETED"}
+        log = (h.stack.log_dir / "worker-1.log").read_text()
+        assert "reconciler re-enqueued" in log
