@@ -182,7 +182,7 @@ class Worker:
         if interval <= 0 or now - self._last_reconcile < interval:
             return 0
         self._last_reconcile = now
-        from adapters.pipeline.reconcile import reconcile
+        from functions.reconcile_handler import run
 
         with self.ctx.pool.connection() as conn:
             conn.autocommit = True
@@ -190,17 +190,10 @@ class Worker:
             if not (got and got[0]):
                 return 0  # another worker is reconciling
             try:
-                report = reconcile(self.ctx.s3, self.ctx.sqs, self.ctx.claims,
-                                   bucket=self.ctx.settings.intake_bucket,
-                                   prefix=self.ctx.settings.intake_prefix,
-                                   queue_name=self.ctx.settings.intake_queue,
-                                   min_age_s=self.ctx.pipeline.reconcile_min_age_s)
+                report = run(self.ctx)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (RECONCILE_LOCK,))
-        if report.enqueued:
-            logger.warning("reconciler re-enqueued intake objects whose notification was lost",
-                           extra={"tmi": {"worker": self.name, **report.to_dict()}})
-        return len(report.enqueued)
+        return int(report["enqueued"])
 
     def background(self) -> None:
         """What a worker does between batches: republish work items, then the reconciler when due (each

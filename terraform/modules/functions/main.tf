@@ -1,5 +1,6 @@
-# The two Lambda functions built from functions/: intake (SQS event source with per-item failures) and
-# republish (on a schedule). The role is the pipeline principal: its policy comes from storage-policies.
+# The Lambda functions built from functions/: intake (SQS event source with per-item failures), republish
+# and reconcile (each on a schedule). The role is the pipeline principal: its policy comes from
+# storage-policies (it may list the intake bucket and send to the intake queue, which reconcile needs).
 
 data "aws_iam_policy_document" "assume" {
   statement {
@@ -38,7 +39,12 @@ locals {
   functions = {
     intake    = var.intake_handler
     republish = var.republish_handler
+    reconcile = var.reconcile_handler
   }
+  schedules = { for name, expression in {
+    republish = var.republish_schedule
+    reconcile = var.reconcile_schedule
+  } : name => expression if expression != null }
 }
 
 resource "aws_lambda_function" "this" {
@@ -74,27 +80,27 @@ resource "aws_lambda_event_source_mapping" "intake" {
   function_response_types = ["ReportBatchItemFailures"]
 }
 
-resource "aws_cloudwatch_event_rule" "republish" {
-  count = var.republish_schedule == null ? 0 : 1
+resource "aws_cloudwatch_event_rule" "schedule" {
+  for_each = local.schedules
 
-  name                = "${var.name_prefix}-republish"
-  schedule_expression = var.republish_schedule
+  name                = "${var.name_prefix}-${each.key}"
+  schedule_expression = each.value
   tags                = var.tags
 }
 
-resource "aws_cloudwatch_event_target" "republish" {
-  count = var.republish_schedule == null ? 0 : 1
+resource "aws_cloudwatch_event_target" "schedule" {
+  for_each = local.schedules
 
-  rule = aws_cloudwatch_event_rule.republish[0].name
-  arn  = aws_lambda_function.this["republish"].arn
+  rule = aws_cloudwatch_event_rule.schedule[each.key].name
+  arn  = aws_lambda_function.this[each.key].arn
 }
 
-resource "aws_lambda_permission" "republish" {
-  count = var.republish_schedule == null ? 0 : 1
+resource "aws_lambda_permission" "schedule" {
+  for_each = local.schedules
 
   statement_id  = "AllowEventBridge"
   action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.this["republish"].function_name
+  function_name = aws_lambda_function.this[each.key].function_name
   principal     = "events.amazonaws.com"
-  source_arn    = aws_cloudwatch_event_rule.republish[0].arn
+  source_arn    = aws_cloudwatch_event_rule.schedule[each.key].arn
 }

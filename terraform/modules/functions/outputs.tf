@@ -1,5 +1,5 @@
 output "function_arns" {
-  description = "ARN per function (intake, republish)."
+  description = "ARN per function (intake, republish, reconcile)."
   value       = { for k, f in aws_lambda_function.this : k => f.arn }
 }
 

@@ -27,6 +27,12 @@ variable "republish_handler" {
   default     = "functions.republish_handler.handler"
 }
 
+variable "reconcile_handler" {
+  description = "Handler of the reconcile function (intake objects whose notification was lost → re-enqueued)."
+  type        = string
+  default     = "functions.reconcile_handler.handler"
+}
+
 variable "memory_mb" {
   description = "Memory of each function in MB."
   type        = number
@@ -54,6 +60,12 @@ variable "republish_schedule" {
   description = "EventBridge schedule expression for the republish function; null disables the schedule."
   type        = string
   default     = "rate(1 minute)"
+}
+
+variable "reconcile_schedule" {
+  description = "EventBridge schedule expression for the reconcile function; null disables the schedule (then run `tmi reconcile` elsewhere)."
+  type        = string
+  default     = "rate(10 minutes)"
 }
 
 variable "pipeline_policy_arn" {

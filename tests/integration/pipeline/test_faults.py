@@ -325,9 +325,14 @@ def test_workers_reconcile_a_lost_notification_by_themselves(tmp_path: Path) -> 
             wait_for(lambda: name in _intake_names(h), 20, "the object in the intake bucket")
             time.sleep(0.5)
             sqs = h.sqs()
-            sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName=h.settings.intake_queue)["QueueUrl"])
+            queue_url = sqs.get_queue_url(QueueName=h.settings.intake_queue)["QueueUrl"]
+            sqs.purge_queue(QueueUrl=queue_url)  # the notification is lost
+            time.sleep(1.0)
+            attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+            assert attrs == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
         finally:
             _start_workers(h)
         assert h.wait_finished([name], timeout_s=60) == {name: "COMPLETED"}
-        log = (h.stack.log_dir / "worker-1.log").read_text()
-        assert "reconciler re-enqueued" in log
+        logs = "".join(p.read_text() for p in h.stack.log_dir.glob("worker-*.log"))
+        assert "reconciler re-enqueued" in logs, logs[-3000:]

@@ -1,0 +1,40 @@
+"""The reconcile Lambda handler is thin: settings in, one reconcile call, the report out."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from adapters.pipeline import reconcile as reconcile_module
+from adapters.pipeline.reconcile import ReconcileReport
+from functions import reconcile_handler
+
+
+def _ctx() -> Any:
+    return SimpleNamespace(
+        s3="s3-client", sqs="sqs-client", claims="claims",
+        settings=SimpleNamespace(intake_bucket="tmi-intake", intake_prefix="incoming/",
+                                 intake_queue="tmi-intake"),
+        pipeline=SimpleNamespace(reconcile_min_age_s=300.0),
+    )
+
+
+@pytest.mark.parametrize(("event", "age"), [({}, 300.0), ({"min_age_s": 0}, 0.0), (None, 300.0)])
+def test_handler_reconciles_with_the_settings(
+    monkeypatch: pytest.MonkeyPatch, event: Any, age: float
+) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def fake(s3: Any, sqs: Any, claims: Any, **kwargs: Any) -> ReconcileReport:
+        calls.append({"clients": (s3, sqs, claims), **kwargs})
+        return ReconcileReport(listed=3, finished=2, enqueued=["incoming/2026/11/22/x.dcm"])
+
+    monkeypatch.setattr(reconcile_module, "reconcile", fake)
+    monkeypatch.setattr(reconcile_handler, "_context", _ctx)
+    result = reconcile_handler.handler(event, None)
+    assert calls == [{"clients": ("s3-client", "sqs-client", "claims"), "bucket": "tmi-intake",
+                      "prefix": "incoming/", "queue_name": "tmi-intake", "min_age_s": age}]
+    assert result == {"listed": 3, "finished": 2, "too_young": 0, "enqueued": 1,
+                      "keys": ["incoming/2026/11/22/x.dcm"]}
