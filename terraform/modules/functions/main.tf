@@ -104,3 +104,19 @@ resource "aws_lambda_permission" "schedule" {
   principal     = "events.amazonaws.com"
   source_arn    = aws_cloudwatch_event_rule.schedule[each.key].arn
 }
+
+# The republish schedule used to be three count-based resources: keep deployed ones in place.
+moved {
+  from = aws_cloudwatch_event_rule.republish[0]
+  to   = aws_cloudwatch_event_rule.schedule["republish"]
+}
+
+moved {
+  from = aws_cloudwatch_event_target.republish[0]
+  to   = aws_cloudwatch_event_target.schedule["republish"]
+}
+
+moved {
+  from = aws_lambda_permission.republish[0]
+  to   = aws_lambda_permission.schedule["republish"]
+}
