@@ -28,14 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from adapters.s3_upload import put_file
+
 logger = logging.getLogger(__name__)
 
 CALLING_AET_METADATA = "calling-aet"
-# Spooled files up to READ_WHOLE_UP_TO are sent from memory: with a file body botocore asks for
-# "Expect: 100-continue", one more round trip per instance. Larger ones stream from the file, and above
-# MULTIPART_ABOVE as a multipart upload.
-READ_WHOLE_UP_TO = 16 * 1024 * 1024
-MULTIPART_ABOVE = 64 * 1024 * 1024
 
 
 class IntakeWriter:
@@ -80,7 +77,7 @@ class IntakeWriter:
     def _put(self, key: str, data: bytes, calling_aet: str | None) -> None:
         self.client.put_object(
             Bucket=self.bucket, Key=key, Body=data, ContentType="application/dicom",
-            Metadata={CALLING_AET_METADATA: (calling_aet or "").strip()},
+            Metadata=_metadata(calling_aet),
         )
 
     def _spool(self, key: str, data: bytes, calling_aet: str | None) -> Path:
@@ -104,28 +101,14 @@ class IntakeWriter:
         self._queue.put(meta)
         return key
 
-    def _put_file(self, key: str, path: Path, calling_aet: str | None) -> None:
-        """Upload a spooled file: small ones from memory (:data:`READ_WHOLE_UP_TO`), larger ones streamed
-        from the file — one PUT, or a multipart upload in 16 MB parts above :data:`MULTIPART_ABOVE` — so a
-        500 MB tomosynthesis instance never sits whole in the Orthanc process a second time."""
-        if path.stat().st_size <= READ_WHOLE_UP_TO:
-            self._put(key, path.read_bytes(), calling_aet)
-            return
-        from boto3.s3.transfer import TransferConfig
-
-        metadata = {CALLING_AET_METADATA: (calling_aet or "").strip()}
-
-        self.client.upload_file(
-            str(path), self.bucket, key, ExtraArgs={"ContentType": "application/dicom", "Metadata": metadata},
-            Config=TransferConfig(multipart_threshold=MULTIPART_ABOVE, multipart_chunksize=16 * 1024 * 1024,
-                                  use_threads=False),
-        )
-
     def _upload_spooled(self, meta_path: Path) -> bool:
         data_path = meta_path.with_suffix("")
         try:
             meta = json.loads(meta_path.read_text())
-            self._put_file(meta["key"], data_path, meta.get("calling_aet"))
+            # Streamed from the spool file when large (adapters.s3_upload): a 500 MB tomosynthesis
+            # instance is not held whole in the Orthanc process a second time.
+            put_file(self.client, data_path, self.bucket, meta["key"], content_type="application/dicom",
+                     metadata=_metadata(meta.get("calling_aet")))
         except FileNotFoundError:
             return True  # another thread (or the drainer) uploaded it already
         data_path.unlink(missing_ok=True)
@@ -192,6 +175,11 @@ class IntakeWriter:
         thread = threading.Thread(target=loop, name="tmi-intake-spool", daemon=True)
         thread.start()
         return thread
+
+
+def _metadata(calling_aet: str | None) -> dict[str, str]:
+    """The intake object's metadata: the calling AE title (the sending clinic)."""
+    return {CALLING_AET_METADATA: (calling_aet or "").strip()}
 
 
 def orthanc_instance_id(patient_id: str, study_uid: str, series_uid: str, sop_uid: str) -> str:

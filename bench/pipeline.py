@@ -98,10 +98,7 @@ class ResearchWatcher(threading.Thread):
 
     def __init__(self, base_url: str, auth: tuple[str, str]) -> None:
         super().__init__(daemon=True, name="research-watcher")
-        import requests
-
-        self.session = requests.Session()
-        self.session.auth = auth
+        self.session = requests_session(auth)  # the lookups' connection
         self.base = base_url
         self.appeared: dict[str, float] = {}  # Orthanc instance id -> first seen on the feed
         self.seen: dict[str, float] = {}  # SOP Instance UID -> first seen on the feed
@@ -335,21 +332,22 @@ def diagnose_missing(stack: Any, datasets: list[Any], visible: dict[str, float])
     missing = [ds for ds in datasets if str(ds.SOPInstanceUID) not in visible]
     if not missing:
         return []
-    s3, auth = stack.s3_client(), ("tmi-admin", stack.secrets().intake_admin_password)
+    auth = ("tmi-admin", stack.secrets().intake_admin_password)
     spool = list((stack.run_dir / "orthanc" / "intake-spool").glob("*")) if stack.run_dir.exists() else []
+    pages = stack.s3_client().get_paginator("list_objects_v2").paginate(Bucket=stack.settings.intake_bucket)
+    bucket_keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
     out = []
-    for ds in missing:
-        oid = orthanc_instance_id(str(ds.PatientID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
-                                  str(ds.SOPInstanceUID))
-        answer = requests.get(f"{stack.intake_http}/instances/{oid}", auth=auth, timeout=10)
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=stack.settings.intake_bucket)
-        keys = [o["Key"] for page in pages for o in page.get("Contents", []) if oid in o["Key"]]
-        with stack_db(stack) as conn:
+    with stack_db(stack) as conn:
+        for ds in missing:
+            oid = orthanc_instance_id(str(ds.PatientID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
+                                      str(ds.SOPInstanceUID))
+            answer = requests.get(f"{stack.intake_http}/instances/{oid}", auth=auth, timeout=10)
             rows = conn.execute("SELECT object_key, state, attempts, reason FROM pipeline_objects "
                                 "WHERE object_key LIKE %s", (f"%{oid}%",)).fetchall()
-        out.append({"orthanc_id": oid, "in_intake_orthanc": answer.status_code == 200,
-                    "intake_bucket_keys": keys, "spool_files": [f.name for f in spool if oid in f.name],
-                    "pipeline_rows": [list(map(str, r)) for r in rows]})
+            out.append({"orthanc_id": oid, "in_intake_orthanc": answer.status_code == 200,
+                        "intake_bucket_keys": [k for k in bucket_keys if oid in k],
+                        "spool_files": [f.name for f in spool if oid in f.name],
+                        "pipeline_rows": [list(map(str, r)) for r in rows]})
     kept = Path(tempfile.mkdtemp(prefix="tmi-bench-pipeline-logs-"))
     for log in stack.log_dir.glob("*.log"):
         shutil.copy(log, kept / log.name)

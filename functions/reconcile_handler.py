@@ -23,14 +23,15 @@ def _context() -> Any:
     return build_context()
 
 
-def run(ctx: Any, min_age_s: float | None = None) -> dict[str, Any]:
-    """Reconcile the intake bucket with ``ctx``; return the report as a dict."""
+def run(ctx: Any, min_age_s: float | None = None, *, dry_run: bool = False) -> dict[str, Any]:
+    """Reconcile the intake bucket with ``ctx`` (``dry_run``: list only); return the report as a dict."""
     from adapters.pipeline.reconcile import reconcile
 
     age = ctx.pipeline.reconcile_min_age_s if min_age_s is None else float(min_age_s)
     report = reconcile(ctx.s3, ctx.sqs, ctx.claims, bucket=ctx.settings.intake_bucket,
-                       prefix=ctx.settings.intake_prefix, queue_name=ctx.settings.intake_queue, min_age_s=age)
-    if report.enqueued:
+                       prefix=ctx.settings.intake_prefix, queue_name=ctx.settings.intake_queue, min_age_s=age,
+                       dry_run=dry_run)
+    if report.enqueued and not dry_run:
         logger.warning("reconciler re-enqueued intake objects whose notification was lost",
                        extra={"tmi": report.to_dict()})
     return report.to_dict()

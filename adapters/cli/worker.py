@@ -42,22 +42,20 @@ def run_reconcile(args: argparse.Namespace) -> int:
     """Entry point of ``tmi reconcile``."""
     import json
 
-    from adapters.pipeline.reconcile import reconcile
     from adapters.pipeline.wiring import build_context
+    from functions.reconcile_handler import run
 
     ctx = build_context()
     try:
-        report = reconcile(ctx.s3, ctx.sqs, ctx.claims, bucket=ctx.settings.intake_bucket,
-                           prefix=ctx.settings.intake_prefix, queue_name=ctx.settings.intake_queue,
-                           min_age_s=args.min_age_s, dry_run=args.dry_run)
+        report = run(ctx, args.min_age_s, dry_run=args.dry_run)
     finally:
         ctx.close()
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps(report, indent=2))
     else:
         verb = "would re-enqueue" if args.dry_run else "re-enqueued"
-        print(f"listed {report.listed}, finished {report.finished}, too young {report.too_young}, "
-              f"{verb} {len(report.enqueued)}")
+        print(f"listed {report['listed']}, finished {report['finished']}, too young {report['too_young']}, "
+              f"{verb} {report['enqueued']}")
     return 0
 
 
@@ -218,7 +216,7 @@ class Worker:
         logger.info("worker started", extra={"tmi": {"worker": self.name, "queue": self.queue_url,
                                                      "threads": self.threads}})
         inflight: set[Future[Any]] = set()
-        republishing: Future[Any] | None = None
+        between_batches: Future[Any] | None = None
         with ThreadPoolExecutor(max_workers=self.threads + 1, thread_name_prefix=self.name) as pool:
             while not self.stop.is_set():
                 self.heartbeat.parent.mkdir(parents=True, exist_ok=True)
@@ -229,8 +227,8 @@ class Worker:
                         logger.error("batch failed", extra={"tmi": {
                             "worker": self.name, "error": type(future.exception()).__name__}})
                 try:
-                    if republishing is None or republishing.done():
-                        republishing = pool.submit(self.background)
+                    if between_batches is None or between_batches.done():
+                        between_batches = pool.submit(self.background)
                     if len(inflight) >= self.threads:
                         wait(inflight, timeout=1.0, return_when=FIRST_COMPLETED)
                         continue

@@ -36,8 +36,6 @@ from .claims import ClaimState, ClaimStore
 logger = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
-MULTIPART_THRESHOLD = 64 * CHUNK
-READ_WHOLE_UP_TO = 16 * 1024 * 1024  # research uploads up to this size are sent from memory
 CALLING_AET_METADATA = "calling-aet"
 
 
@@ -218,31 +216,14 @@ class IntakeService:
         return str(metadata.get(CALLING_AET_METADATA, "")) or ""
 
     def _put_research(self, path: str, research_key: str, pseudonym: str | None) -> None:
-        """Upload the de-identified file (multipart above 64 MB; ``upload_file`` streams from disk)."""
-        import os
-
-        from boto3.s3.transfer import TransferConfig
+        """Upload the de-identified file (:func:`adapters.s3_upload.put_file`: streamed when large)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        extra = {"ContentType": "application/dicom", "Metadata": {"pseudonym": pseudonym or ""}}
+        from adapters.s3_upload import put_file
+
         try:
-            size = os.path.getsize(path)
-            if size <= READ_WHOLE_UP_TO:
-                # From memory: with a file body botocore sends "Expect: 100-continue" and waits for the
-                # server's interim answer, one more round trip per instance.
-                with open(path, "rb") as handle:
-                    data = handle.read()
-                self.s3.put_object(Bucket=self.research_bucket, Key=research_key, Body=data, **extra)
-            elif size < MULTIPART_THRESHOLD:
-                # One PUT streamed from the file: far less overhead than the transfer manager.
-                with open(path, "rb") as body:
-                    self.s3.put_object(Bucket=self.research_bucket, Key=research_key, Body=body, **extra)
-            else:
-                self.s3.upload_file(
-                    path, self.research_bucket, research_key, ExtraArgs=extra,
-                    Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
-                                          multipart_chunksize=16 * CHUNK, use_threads=False),
-                )
+            put_file(self.s3, path, self.research_bucket, research_key, content_type="application/dicom",
+                     metadata={"pseudonym": pseudonym or ""})
         except (BotoCoreError, ClientError) as exc:
             raise RetryableError(f"research put failed: {type(exc).__name__}") from exc
 

@@ -20,8 +20,7 @@ the local pipeline (measured with py-spy and timed calls during ``python -m benc
 * SQS ``ReceiveMessage`` recomputes all queue attributes (counting every message of the queue) for each
   message it returns, only to read the retention period; here the queue's retention attribute is read
   directly (same check, same result). ``SendMessage`` (every S3 notification) did the same to read
-  ``ContentBasedDeduplication``, an attribute only FIFO queues have: for a standard queue it is skipped.
-
+  ``ContentBasedDeduplication``, an attribute only FIFO queues have: for a standard queue it is skipped;
 * moto drops every exception of its S3 → SQS notification silently; here it is logged and retried once.
 
 Nothing here changes what a client sees; it is the local emulator only (AWS, LocalStack or MinIO are used

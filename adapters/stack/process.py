@@ -128,10 +128,8 @@ def _collect(pid: int) -> None:
 
 def _reap(pid: int) -> None:
     """Collect ``pid`` if it is our child (so it does not linger as a zombie)."""
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        if child.poll() is not None:
-            del _CHILDREN[pid]
+    if pid in _CHILDREN:
+        _collect(pid)
         return
     try:
         os.waitpid(pid, os.WNOHANG)

@@ -216,13 +216,10 @@ def test_malformed_message_ends_in_the_dead_letter_queue(pipeline_stack: StackHa
     wait_for(in_dlq, 60, "the malformed message to reach the DLQ", interval_s=0.5)
 
 
-def test_lost_notification_is_recovered_by_reconcile(pipeline_stack: StackHarness, tmp_path: Path) -> None:
-    import argparse
-
-    from adapters.cli.worker import run_reconcile
-
-    h = pipeline_stack
-    [path] = _write_instances(tmp_path, "lost", 1)
+def _send_and_lose_the_notification(h: StackHarness, folder: Path, seed: str) -> str:
+    """Send one instance with the workers stopped, purge its notification from the queue (checked
+    empty), restart a worker; return the intake object's name."""
+    [path] = _write_instances(folder, seed, 1)
     name = h.intake_key(path)
     _stop_workers(h)
     try:
@@ -230,9 +227,24 @@ def test_lost_notification_is_recovered_by_reconcile(pipeline_stack: StackHarnes
         wait_for(lambda: name in _intake_names(h), 20, "the object in the intake bucket")
         time.sleep(0.5)
         sqs = h.sqs()
-        sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName=h.settings.intake_queue)["QueueUrl"])  # lost
+        queue_url = sqs.get_queue_url(QueueName=h.settings.intake_queue)["QueueUrl"]
+        sqs.purge_queue(QueueUrl=queue_url)  # the notification is lost
+        time.sleep(1.0)
+        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        assert attrs == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
     finally:
         _start_workers(h)
+    return name
+
+
+def test_lost_notification_is_recovered_by_reconcile(pipeline_stack: StackHarness, tmp_path: Path) -> None:
+    import argparse
+
+    from adapters.cli.worker import run_reconcile
+
+    h = pipeline_stack
+    name = _send_and_lose_the_notification(h, tmp_path, "lost")
     time.sleep(3)
     assert h.states([name]) == {}
     assert run_reconcile(argparse.Namespace(min_age_s=0.0, dry_run=False, json=True)) == 0
@@ -317,22 +329,7 @@ def test_workers_reconcile_a_lost_notification_by_themselves(tmp_path: Path) -> 
 
     with running_stack({"TMI_PIPELINE_RECONCILE_INTERVAL_S": "1",
                         "TMI_PIPELINE_RECONCILE_MIN_AGE_S": "0"}) as h:
-        [path] = _write_instances(tmp_path, "self-reconcile", 1)
-        name = h.intake_key(path)
-        _stop_workers(h)
-        try:
-            assert h.storescu([path]).returncode == 0
-            wait_for(lambda: name in _intake_names(h), 20, "the object in the intake bucket")
-            time.sleep(0.5)
-            sqs = h.sqs()
-            queue_url = sqs.get_queue_url(QueueName=h.settings.intake_queue)["QueueUrl"]
-            sqs.purge_queue(QueueUrl=queue_url)  # the notification is lost
-            time.sleep(1.0)
-            attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
-                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-            assert attrs == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
-        finally:
-            _start_workers(h)
+        name = _send_and_lose_the_notification(h, tmp_path, "self-reconcile")
         assert h.wait_finished([name], timeout_s=60) == {name: "COMPLETED"}
         logs = "".join(p.read_text() for p in h.stack.log_dir.glob("worker-*.log"))
         assert "reconciler re-enqueued" in logs, logs[-3000:]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from adapters import intake_writer
+from adapters import s3_upload
 from adapters.intake_writer import CALLING_AET_METADATA, IntakeWriter
 
 pytestmark = pytest.mark.integration
@@ -30,13 +30,13 @@ def _spooled_file(writer: IntakeWriter, size: int) -> tuple[str, str]:
     return key, digest.hexdigest()
 
 
-@pytest.mark.parametrize("multipart_above", [intake_writer.MULTIPART_ABOVE, 8 * 1024 * 1024])
+@pytest.mark.parametrize("multipart_above", [s3_upload.MULTIPART_ABOVE, 8 * 1024 * 1024])
 def test_spooled_instance_uploads_intact(s3_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          multipart_above: int) -> None:
     """20 MB (above the read-whole size): one streamed PUT, or a multipart upload when the threshold is
     lowered below it."""
-    assert 20 * 1024 * 1024 > intake_writer.READ_WHOLE_UP_TO
-    monkeypatch.setattr(intake_writer, "MULTIPART_ABOVE", multipart_above)
+    assert 20 * 1024 * 1024 > s3_upload.READ_WHOLE_UP_TO
+    monkeypatch.setattr(s3_upload, "MULTIPART_ABOVE", multipart_above)
     s3_client.create_bucket(Bucket="tmi-intake")
     writer = IntakeWriter("tmi-intake", "incoming/", tmp_path / "spool", client_factory=lambda: s3_client)
     key, sha = _spooled_file(writer, 20 * 1024 * 1024)

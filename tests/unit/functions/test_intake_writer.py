@@ -133,9 +133,9 @@ def test_large_spooled_files_are_uploaded_without_reading_them_whole(
 
     import boto3.s3.transfer  # noqa: F401 - imported before measuring: its import is not the upload's
 
-    from adapters import intake_writer
+    from adapters import s3_upload
 
-    monkeypatch.setattr(intake_writer, "READ_WHOLE_UP_TO", 1024 * 1024)
+    monkeypatch.setattr(s3_upload, "READ_WHOLE_UP_TO", 1024 * 1024)
     s3 = ChunkReadingS3()
     writer = IntakeWriter("tmi-intake", "incoming/", tmp_path / "spool", client_factory=lambda: s3)
     data = os.urandom(16 * 1024 * 1024)

@@ -35,6 +35,6 @@ def test_handler_reconciles_with_the_settings(
     monkeypatch.setattr(reconcile_handler, "_context", _ctx)
     result = reconcile_handler.handler(event, None)
     assert calls == [{"clients": ("s3-client", "sqs-client", "claims"), "bucket": "tmi-intake",
-                      "prefix": "incoming/", "queue_name": "tmi-intake", "min_age_s": age}]
+                      "prefix": "incoming/", "queue_name": "tmi-intake", "min_age_s": age, "dry_run": False}]
     assert result == {"listed": 3, "finished": 2, "too_young": 0, "enqueued": 1,
                       "keys": ["incoming/2026/11/22/x.dcm"]}
