@@ -17,7 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """TMI configuration; see ``docs/configuration.md`` for every field."""
+    """TMI configuration. Each field is set by ``TMI_<FIELD NAME IN CAPITALS>`` (``aws_region`` by
+    ``AWS_DEFAULT_REGION``); the comments here are the reference. Pipeline tuning lives in
+    ``adapters.pipeline.config`` (``TMI_PIPELINE_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="TMI_", extra="ignore")
 

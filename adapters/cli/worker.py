@@ -31,6 +31,10 @@ def register(subparsers: Any) -> None:
     rec = subparsers.add_parser("reconcile", help="re-enqueue intake objects that have no finished record")
     rec.add_argument("--min-age-s", type=float, default=60.0,
                      help="skip objects younger than this (their notification may still be in flight)")
+    rec.add_argument("--all", dest="sweep_all", action="store_true",
+                     help="sweep the whole intake prefix, not only the day folders of the last "
+                          "TMI_PIPELINE_RECONCILE_LOOKBACK_DAYS days (after a longer outage, or for keys "
+                          "outside the day layout)")
     rec.add_argument("--dry-run", action="store_true", help="list, do not enqueue")
     rec.add_argument("--json", action="store_true", help="print the report as JSON")
     rec.set_defaults(func=run_reconcile)
@@ -47,7 +51,7 @@ def run_reconcile(args: argparse.Namespace) -> int:
 
     ctx = build_context()
     try:
-        report = run(ctx, args.min_age_s, dry_run=args.dry_run)
+        report = run(ctx, args.min_age_s, dry_run=args.dry_run, sweep_all=args.sweep_all)
     finally:
         ctx.close()
     if args.json:

@@ -125,13 +125,13 @@ class ClaimStore:
                 (error[:200], obj.idempotency_key),
             )
 
-    def finished_keys(self, bucket: str) -> set[str]:
-        """Object keys of ``bucket`` with a COMPLETED or QUARANTINED record (any version), for reconcile."""
+    def finished_among(self, bucket: str, keys: list[str]) -> set[str]:
+        """Those of ``keys`` (one listed page) with a COMPLETED or QUARANTINED record (any version)."""
         with self._pool.connection() as conn:
             rows = conn.execute(
                 """SELECT DISTINCT object_key FROM pipeline_objects
-                    WHERE bucket = %s AND state IN ('COMPLETED', 'QUARANTINED')""",
-                (bucket,),
+                    WHERE bucket = %s AND object_key = ANY(%s) AND state IN ('COMPLETED', 'QUARANTINED')""",
+                (bucket, keys),
             ).fetchall()
         return {str(r[0]) for r in rows}
 

@@ -29,6 +29,10 @@ class PipelineSettings(BaseSettings):
     # operator. 0 turns it off (then run ``tmi reconcile`` from cron).
     reconcile_interval_s: float = 600.0
     reconcile_min_age_s: float = 300.0
+    # How many days back (intake keys carry the UTC day of arrival) a scheduled reconcile lists; the intake
+    # bucket keeps every instance, so a full sweep grows with the archive. 0 sweeps everything every time.
+    # ``tmi reconcile --all`` (or the reconcile Lambda invoked with {"all": true}) sweeps everything once.
+    reconcile_lookback_days: int = 7
 
 
 @lru_cache(maxsize=1)

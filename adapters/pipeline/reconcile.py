@@ -5,6 +5,13 @@ intake bucket is the source of truth. ``reconcile`` lists it, subtracts the obje
 (COMPLETED or QUARANTINED in ``pipeline_objects``) and sends one S3 event per remaining object older than
 ``min_age_s`` to the intake queue, exactly as S3 would have. Re-enqueuing something in flight is harmless:
 the claim makes processing idempotent.
+
+The intake bucket keeps every instance (republish reads it), so it only grows. A scheduled run therefore
+looks back ``lookback_days`` only: intake keys are ``<prefix><yyyy>/<mm>/<dd>/<id>.dcm`` (the UTC day the
+intake Orthanc received the instance), so it lists just those day folders — its cost follows the recent
+volume, not the archive's size. ``lookback_days=None`` sweeps the whole prefix (``tmi reconcile --all``:
+after an outage longer than the look-back, or for keys outside the day layout). Either way the finished
+records are looked up one listed page (≤ 1,000 keys) at a time, so memory does not grow with the bucket.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from functions.events import s3_event_document
@@ -35,12 +42,20 @@ class ReconcileReport:
                 "enqueued": len(self.enqueued), "keys": self.enqueued}
 
 
+def day_prefixes(prefix: str, lookback_days: int, today: date) -> list[str]:
+    """The intake day folders from ``today`` back ``lookback_days`` days (newest first)."""
+    prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"  # as the intake writer does
+    return [f"{prefix}{today - timedelta(days=n):%Y/%m/%d}/" for n in range(lookback_days + 1)]
+
+
 def reconcile(s3: Any, sqs: Any, claims: Any, *, bucket: str, prefix: str, queue_name: str,
-              min_age_s: float = 60.0, dry_run: bool = False) -> ReconcileReport:
+              min_age_s: float = 60.0, dry_run: bool = False, lookback_days: int | None = None,
+              now: datetime | None = None) -> ReconcileReport:
     """Re-enqueue unfinished intake objects; see the module docstring."""
-    finished = claims.finished_keys(bucket)
     queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
-    cutoff = datetime.now(UTC) - timedelta(seconds=min_age_s)
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(seconds=min_age_s)
+    prefixes = [prefix] if lookback_days is None else day_prefixes(prefix, lookback_days, now.date())
     report = ReconcileReport()
     batch: list[dict[str, str]] = []
 
@@ -49,8 +64,12 @@ def reconcile(s3: Any, sqs: Any, claims: Any, *, bucket: str, prefix: str, queue
             sqs.send_message_batch(QueueUrl=queue_url, Entries=list(batch))
         batch.clear()
 
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
+    paginator = s3.get_paginator("list_objects_v2")
+    pages = (page for folder in prefixes for page in paginator.paginate(Bucket=bucket, Prefix=folder))
+    for page in pages:
+        contents = page.get("Contents", [])
+        finished = claims.finished_among(bucket, [obj["Key"] for obj in contents]) if contents else set()
+        for obj in contents:
             report.listed += 1
             key = obj["Key"]
             if key in finished:
@@ -66,5 +85,7 @@ def reconcile(s3: Any, sqs: Any, claims: Any, *, bucket: str, prefix: str, queue
             if len(batch) == 10:
                 flush()
     flush()
-    logger.info("reconcile done", extra={"tmi": {k: v for k, v in report.to_dict().items() if k != "keys"}})
+    scope = "all" if lookback_days is None else f"{lookback_days} day(s)"
+    logger.info("reconcile done", extra={"tmi": {"scope": scope, **{k: v for k, v in report.to_dict().items()
+                                                                     if k != "keys"}}})
     return report

@@ -57,7 +57,7 @@ resource "aws_lambda_function" "this" {
   filename         = var.package_path
   source_code_hash = filebase64sha256(var.package_path)
   memory_size      = var.memory_mb
-  timeout          = var.timeout_s
+  timeout          = each.key == "reconcile" ? var.reconcile_timeout_s : var.timeout_s
   tags             = var.tags
 
   environment {

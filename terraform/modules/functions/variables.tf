@@ -45,6 +45,12 @@ variable "timeout_s" {
   default     = 60
 }
 
+variable "reconcile_timeout_s" {
+  description = "Timeout of the reconcile function in seconds: it lists the intake day folders of the look-back window (TMI_PIPELINE_RECONCILE_LOOKBACK_DAYS) and sends the unfinished objects to the queue."
+  type        = number
+  default     = 300
+}
+
 variable "intake_queue_arn" {
   description = "ARN of the intake queue (module.queue.intake_queue_arn): event source of the intake function."
   type        = string

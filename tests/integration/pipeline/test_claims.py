@@ -39,7 +39,8 @@ def test_first_claim_wins_and_finished_objects_are_never_claimed_again(store: Cl
     store.complete(OBJ, pseudonym="TMI-0000000000", research_key="k", study_uid="1", series_uid="2",
                    sop_uid="3")
     assert store.claim(OBJ, "m3").state == ClaimState.COMPLETED
-    assert store.finished_keys("tmi-intake") == {OBJ.key}
+    assert store.finished_among("tmi-intake", [OBJ.key, "incoming/other.dcm"]) == {OBJ.key}
+    assert store.finished_among("other-bucket", [OBJ.key]) == set()
     # Another version of the same key (new bytes → new ETag) is new work.
     assert store.claim(S3ObjectRef(OBJ.bucket, OBJ.key, "e2"), "m4").claimed
 

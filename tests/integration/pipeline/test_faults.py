@@ -247,7 +247,7 @@ def test_lost_notification_is_recovered_by_reconcile(pipeline_stack: StackHarnes
     name = _send_and_lose_the_notification(h, tmp_path, "lost")
     time.sleep(3)
     assert h.states([name]) == {}
-    assert run_reconcile(argparse.Namespace(min_age_s=0.0, dry_run=False, json=True)) == 0
+    assert run_reconcile(argparse.Namespace(min_age_s=0.0, dry_run=False, json=True, sweep_all=False)) == 0
     assert h.wait_finished([name]) == {name: "COMPLETED"}
 
 

@@ -17,13 +17,14 @@ def _ctx() -> Any:
         s3="s3-client", sqs="sqs-client", claims="claims",
         settings=SimpleNamespace(intake_bucket="tmi-intake", intake_prefix="incoming/",
                                  intake_queue="tmi-intake"),
-        pipeline=SimpleNamespace(reconcile_min_age_s=300.0),
+        pipeline=SimpleNamespace(reconcile_min_age_s=300.0, reconcile_lookback_days=7),
     )
 
 
-@pytest.mark.parametrize(("event", "age"), [({}, 300.0), ({"min_age_s": 0}, 0.0), (None, 300.0)])
+@pytest.mark.parametrize(("event", "age", "days"), [
+    ({}, 300.0, 7), ({"min_age_s": 0}, 0.0, 7), (None, 300.0, 7), ({"all": True}, 300.0, None)])
 def test_handler_reconciles_with_the_settings(
-    monkeypatch: pytest.MonkeyPatch, event: Any, age: float
+    monkeypatch: pytest.MonkeyPatch, event: Any, age: float, days: int | None
 ) -> None:
     calls: list[dict[str, Any]] = []
 
@@ -35,6 +36,7 @@ def test_handler_reconciles_with_the_settings(
     monkeypatch.setattr(reconcile_handler, "_context", _ctx)
     result = reconcile_handler.handler(event, None)
     assert calls == [{"clients": ("s3-client", "sqs-client", "claims"), "bucket": "tmi-intake",
-                      "prefix": "incoming/", "queue_name": "tmi-intake", "min_age_s": age, "dry_run": False}]
+                      "prefix": "incoming/", "queue_name": "tmi-intake", "min_age_s": age, "dry_run": False,
+                      "lookback_days": days}]
     assert result == {"listed": 3, "finished": 2, "too_young": 0, "enqueued": 1,
                       "keys": ["incoming/2026/11/22/x.dcm"]}
