@@ -13,6 +13,15 @@ folder (one small file write; the callback runs inside the C-STORE path, so it m
 uploader threads put it to the bucket and delete the spool file. If the object store is unreachable the
 files stay in the spool and are retried; files left by a crash are uploaded at the next start. An instance
 Orthanc accepted is therefore never silently lost. :meth:`IntakeWriter.write` is the synchronous variant.
+
+Large instances (a 500 MB tomosynthesis) are not copied at all: :meth:`IntakeWriter.enqueue_stored`
+spools a small reference (Orthanc's instance id and size), and the uploader streams Orthanc's own stored
+file, which ``stored_file`` (given by the plugin) locates. Orthanc's Python API hands an instance over only
+as one ``bytes`` object, which would put a second 500 MB copy in the Orthanc process; the lookup runs in the
+uploader thread because the Orthanc SDK advises against calling its REST API inside the stored-instance
+callback. If the stored file has gone (the instance was deleted from the intake Orthanc before its upload)
+the reference moves to ``<spool>/failed/`` and an error is logged: nothing retries it forever, nothing is
+dropped silently.
 """
 
 from __future__ import annotations
@@ -39,8 +48,11 @@ class IntakeWriter:
     """Puts instances into ``bucket`` under ``prefix``; spools to ``spool_dir`` when S3 fails."""
 
     def __init__(self, bucket: str, prefix: str, spool_dir: Path,
-                 client_factory: Callable[[], Any] | None = None) -> None:
+                 client_factory: Callable[[], Any] | None = None,
+                 stored_file: Callable[[str, int], Path] | None = None) -> None:
         self.bucket = bucket
+        # (Orthanc instance id, expected size) -> the stored file; raises StoredFileGone when it is not there
+        self.stored_file = stored_file
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.spool_dir = Path(spool_dir)
         self._client_factory = client_factory or _default_s3_client
@@ -95,23 +107,59 @@ class IntakeWriter:
     def enqueue(self, instance_id: str, data: bytes, calling_aet: str | None) -> str:
         """Spool one instance and hand it to the uploader threads (:meth:`start_uploaders`)."""
         key = self.key_for(instance_id)
-        meta = self._spool(key, data, calling_aet)
+        self._hand_over(self._spool(key, data, calling_aet))
+        return key
+
+    def enqueue_stored(self, instance_id: str, size: int, calling_aet: str | None) -> str:
+        """Spool a reference to an instance Orthanc has stored; the uploader streams Orthanc's own file
+        (located by ``stored_file``). For large instances: nothing is copied in the callback."""
+        if self.stored_file is None:
+            raise ValueError("enqueue_stored needs a stored_file locator")
+        key = self.key_for(instance_id)
+        self.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        meta = self.spool_dir / (key.replace("/", "_") + ".json")
+        meta_tmp = meta.with_name(meta.name + ".tmp")
+        meta_tmp.write_text(json.dumps({"key": key, "calling_aet": calling_aet,
+                                        "orthanc_instance": instance_id, "size": size}))
+        os.replace(meta_tmp, meta)
+        self._hand_over(meta)
+        return key
+
+    def _hand_over(self, meta: Path) -> None:
         with self._lock:
             self._queued.add(meta)
         self._queue.put(meta)
-        return key
 
     def _upload_spooled(self, meta_path: Path) -> bool:
         data_path = meta_path.with_suffix("")
         try:
             meta = json.loads(meta_path.read_text())
-            # Streamed from the spool file when large (adapters.s3_upload): a 500 MB tomosynthesis
-            # instance is not held whole in the Orthanc process a second time.
+            if "orthanc_instance" in meta:
+                return self._upload_stored(meta_path, meta)
+            # Streamed from the spool file when large (adapters.s3_upload).
             put_file(self.client, data_path, self.bucket, meta["key"], content_type="application/dicom",
                      metadata=_metadata(meta.get("calling_aet")))
         except FileNotFoundError:
             return True  # another thread (or the drainer) uploaded it already
         data_path.unlink(missing_ok=True)
+        meta_path.unlink(missing_ok=True)
+        return True
+
+    def _upload_stored(self, meta_path: Path, meta: dict[str, Any]) -> bool:
+        """Upload Orthanc's stored file for a spooled reference; a file that has gone is set aside."""
+        if self.stored_file is None:
+            raise RuntimeError("a spooled Orthanc reference, but no stored_file locator")
+        try:
+            path = self.stored_file(str(meta["orthanc_instance"]), int(meta["size"]))
+            put_file(self.client, path, self.bucket, meta["key"], content_type="application/dicom",
+                     metadata=_metadata(meta.get("calling_aet")))
+        except (StoredFileGone, FileNotFoundError) as exc:
+            failed = self.spool_dir / "failed"
+            failed.mkdir(exist_ok=True, mode=0o700)
+            os.replace(meta_path, failed / meta_path.name)
+            logger.error("intake: the stored file of %s is gone (%s); its reference is in %s, not uploaded",
+                         meta["key"], type(exc).__name__, failed)
+            return False
         meta_path.unlink(missing_ok=True)
         return True
 
@@ -148,15 +196,14 @@ class IntakeWriter:
             with self._lock:
                 if meta_path in self._queued:
                     continue  # an uploader thread owns it (and retries it)
-            data_path = meta_path.with_suffix("")
-            if not data_path.exists():
+            if not (meta_path.with_suffix("").exists() or _is_reference(meta_path)):
                 continue
             try:
-                self._upload_spooled(meta_path)
+                uploaded = self._upload_spooled(meta_path)
             except Exception as exc:  # noqa: BLE001 - still down: keep the spool, try later
                 logger.warning("spool drain paused: %s", type(exc).__name__)
                 break
-            done += 1
+            done += int(uploaded)
         return done
 
     def run_spool_drainer(self, interval_s: float = 5.0,
@@ -175,6 +222,17 @@ class IntakeWriter:
         thread = threading.Thread(target=loop, name="tmi-intake-spool", daemon=True)
         thread.start()
         return thread
+
+
+class StoredFileGone(LookupError):
+    """Orthanc's stored file for an instance is not there (deleted, or not the size Orthanc reported)."""
+
+
+def _is_reference(meta_path: Path) -> bool:
+    try:
+        return "orthanc_instance" in json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def _metadata(calling_aet: str | None) -> dict[str, str]:
@@ -203,10 +261,17 @@ def _default_s3_client() -> Any:
                                             connect_timeout=3, read_timeout=30))
 
 
-def from_config(config: dict[str, Any]) -> IntakeWriter:
+def orthanc_storage_path(storage_dir: Path, uuid: str) -> Path:
+    """Where Orthanc's file storage area keeps attachment ``uuid``: ``<dir>/<uu>/<uu>/<uuid>``."""
+    return storage_dir / uuid[0:2] / uuid[2:4] / uuid
+
+
+def from_config(config: dict[str, Any],
+                stored_file: Callable[[str, int], Path] | None = None) -> IntakeWriter:
     """Build a writer from the ``Tmi`` section of the intake Orthanc configuration."""
     return IntakeWriter(
         bucket=str(config.get("IntakeBucket") or "tmi-intake"),
         prefix=str(config.get("IntakePrefix") or "incoming/"),
         spool_dir=Path(str(config.get("SpoolDirectory") or ".run/intake-spool")),
+        stored_file=stored_file,
     )

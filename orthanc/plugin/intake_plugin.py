@@ -5,7 +5,9 @@ virtualenv on ``sys.path`` (Orthanc embeds the system Python 3.11), and hands ev
 
 * role ``intake``: the stored-instance callback gives every received instance to
   ``adapters.intake_writer.IntakeWriter`` (→ intake bucket, ``incoming/...``), and a background thread
-  re-uploads instances spooled while the object store was unreachable;
+  re-uploads instances spooled while the object store was unreachable. Instances above ``StoredFileAbove``
+  bytes (16 MB) are handed over by reference: the uploader streams Orthanc's own stored file (located
+  through the REST API, outside the callback) instead of a ``GetInstanceData()`` copy in memory;
 * role ``research``: an incoming-HTTP-request filter makes every account except the pipeline's read-only
   (``adapters.research_access.allowed``), since Orthanc 1.10 has no per-user permissions.
 """
@@ -23,13 +25,39 @@ for _path in _CONFIG.get("SysPath", []):
 _ROLE = _CONFIG.get("Role", "intake")
 
 if _ROLE == "intake":
-    from adapters.intake_writer import from_config
+    import os
+    from pathlib import Path
 
-    _WRITER = from_config(_CONFIG)
+    from adapters.intake_writer import StoredFileGone, from_config, orthanc_storage_path
+
+    _ORTHANC = json.loads(orthanc.GetConfiguration())
+    _STORAGE = Path(str(_ORTHANC.get("StorageDirectory") or "OrthancStorage"))
+    # By reference only when Orthanc's file is the instance as received: uncompressed, at a known place.
+    _BY_REFERENCE = not _ORTHANC.get("StorageCompression", False) and _STORAGE.is_absolute()
+    _STORED_ABOVE = int(_CONFIG.get("StoredFileAbove", 16 * 1024 * 1024))
+
+    def _stored_file(instance_id, size):
+        """Orthanc's stored file of ``instance_id`` (called from an uploader thread, never the callback)."""
+        try:
+            info = json.loads(orthanc.RestApiGet(f"/instances/{instance_id}/attachments/dicom/info"))
+        except orthanc.OrthancException as exc:
+            raise StoredFileGone(f"Orthanc no longer has the instance ({exc})") from exc
+        path = orthanc_storage_path(_STORAGE, str(info.get("Uuid", "")))
+        if info.get("UncompressedSize") != size or not path.is_file() or os.path.getsize(path) != size:
+            raise StoredFileGone("the stored file is missing or not the size Orthanc reported")
+        return path
+
+    _WRITER = from_config(_CONFIG, stored_file=_stored_file if _BY_REFERENCE else None)
 
     def _on_stored_instance(dicom, instance_id):
-        """Orthanc stored an instance: spool it; the uploader threads put it to the intake bucket."""
-        key = _WRITER.enqueue(instance_id, dicom.GetInstanceData(), dicom.GetInstanceRemoteAet())
+        """Orthanc stored an instance: spool it (large ones by reference); the uploader threads put it to
+        the intake bucket."""
+        aet = dicom.GetInstanceRemoteAet()
+        size = dicom.GetInstanceSize()
+        if _BY_REFERENCE and size > _STORED_ABOVE:
+            key = _WRITER.enqueue_stored(instance_id, size, aet)
+        else:
+            key = _WRITER.enqueue(instance_id, dicom.GetInstanceData(), aet)
         orthanc.LogInfo(f"TMI intake: instance {instance_id} -> s3://{_WRITER.bucket}/{key}")
 
     orthanc.RegisterOnStoredInstanceCallback(_on_stored_instance)

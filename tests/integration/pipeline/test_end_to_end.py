@@ -14,7 +14,7 @@ import pydicom
 import pytest
 import requests
 
-from tests.fixtures.stack import StackHarness
+from tests.fixtures.stack import StackHarness, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -223,8 +223,10 @@ def test_stack_status_json_and_idempotent_up(pipeline_stack: StackHarness) -> No
 
 def test_a_large_mammogram_flows_through_with_its_pixels_intact(
         pipeline_stack: StackHarness, tmp_path: Path) -> None:
-    """A ~27 MB instance (above the STOW-RS streaming threshold) goes storescu → … → research unchanged
-    in its pixels: the research bucket's copy and the research Orthanc's copy are the same bytes."""
+    """A ~27 MB instance (above the STOW-RS streaming threshold, and above the intake plugin's 16 MB
+    hand-over-by-reference size) goes storescu → … → research unchanged in its pixels: the intake object is
+    the intake Orthanc's stored file, and the research bucket's copy and the research Orthanc's copy are the
+    same bytes."""
     from adapters.pipeline import research as research_module
     from tmi.synthetic.dicom import large_mg_instance, write_dataset
 
@@ -236,6 +238,16 @@ def test_a_large_mammogram_flows_through_with_its_pixels_intact(
     assert result.returncode == 0, result.stderr
     name = h.intake_key(path)
     assert h.wait_finished([name], timeout_s=120) == {name: "COMPLETED"}
+    (intake_key,) = [o["Key"] for page in h.s3().get_paginator("list_objects_v2").paginate(
+        Bucket=h.settings.intake_bucket, Prefix=h.settings.intake_prefix) for o in page.get("Contents", [])
+        if o["Key"].endswith("/" + name)]
+    received = h.s3().get_object(Bucket=h.settings.intake_bucket, Key=intake_key)["Body"].read()
+    intake_auth = ("tmi-admin", h.stack.secrets().intake_admin_password)
+    in_orthanc = requests.get(f"{h.stack.intake_http}/instances/{name.removesuffix('.dcm')}/file",
+                              auth=intake_auth, timeout=60).content
+    assert len(received) > 16 * 1024 * 1024 and received == in_orthanc
+    spool = h.stack.run_dir / "orthanc" / "intake-spool"
+    wait_for(lambda: not list(spool.glob("**/*.json")), 10, "the spooled reference removed after its upload")
     original = pydicom.dcmread(path)
     (row,) = _crosswalk_instances(h, [original.SOPInstanceUID]).values()
     assert row["state"] == "published"

@@ -155,3 +155,79 @@ def test_large_spooled_files_are_uploaded_without_reading_them_whole(
     writer._spool(small, b"DICM" * 1000, "M1")
     assert writer.drain_spool() == 1
     assert s3.calls == ["upload_file", "put_object"]
+
+
+def test_large_instances_are_handed_over_by_reference_and_streamed_from_orthancs_file(
+    tmp_path: Path,
+) -> None:
+    """``enqueue_stored`` spools only a reference; the uploader streams the file the locator names (Orthanc's
+    stored file), and removes the reference once it is uploaded."""
+    import os
+
+    stored = tmp_path / "orthanc-storage" / "ab" / "cd" / "abcd-uuid"
+    stored.parent.mkdir(parents=True)
+    data = os.urandom(3 * 1024 * 1024)
+    stored.write_bytes(data)
+    asked: list[tuple[str, int]] = []
+
+    def locate(instance_id: str, size: int) -> Path:
+        asked.append((instance_id, size))
+        return stored
+
+    s3 = ChunkReadingS3()
+    writer = IntakeWriter("tmi-intake", "incoming/", tmp_path / "spool", client_factory=lambda: s3,
+                          stored_file=locate)
+    key = writer.enqueue_stored("big-id", len(data), "M1")
+    spooled = [p.name for p in (tmp_path / "spool").iterdir()]
+    assert spooled == [key.replace("/", "_") + ".json"]  # a reference, no copy of the instance
+    assert (tmp_path / "spool" / spooled[0]).stat().st_size < 1024
+    writer.start_uploaders(1, retry_s=0.05)
+    _wait(lambda: key in s3.digests and not list((tmp_path / "spool").iterdir()))
+    assert asked == [("big-id", len(data))]
+    assert s3.digests[key] == hashlib.sha256(data).hexdigest()
+    assert list((tmp_path / "spool").iterdir()) == []
+    assert stored.read_bytes() == data  # Orthanc's file is left alone
+
+
+def test_a_reference_whose_stored_file_has_gone_is_set_aside_not_retried_forever(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from adapters.intake_writer import StoredFileGone
+
+    def gone(instance_id: str, size: int) -> Path:
+        raise StoredFileGone("deleted from Orthanc")
+
+    s3 = ChunkReadingS3()
+    writer = IntakeWriter("tmi-intake", "incoming/", tmp_path / "spool", client_factory=lambda: s3,
+                          stored_file=gone)
+    with caplog.at_level("ERROR"):
+        key = writer.enqueue_stored("gone-id", 123, "M1")
+        writer.start_uploaders(1, retry_s=0.05)
+        _wait(lambda: "is gone" in caplog.text and writer.pending() == 0)
+    assert s3.calls == []
+    assert [p.name for p in (tmp_path / "spool" / "failed").iterdir()] == [key.replace("/", "_") + ".json"]
+    assert not list((tmp_path / "spool").glob("*.json"))
+    assert writer.pending() == 0 and writer.drain_spool() == 0
+    assert "is gone" in caplog.text and key in caplog.text
+
+
+def test_a_reference_left_by_a_restart_is_uploaded_by_the_next_writer(tmp_path: Path) -> None:
+    stored = tmp_path / "stored.dcm"
+    stored.write_bytes(b"DICM" * 100)
+    first = IntakeWriter("tmi-intake", "incoming/", tmp_path / "spool", client_factory=FlakyS3,
+                         stored_file=lambda i, n: stored)
+    key = first.enqueue_stored("id-1", 400, "M1")  # no uploader thread ran: the process "died"
+    s3 = FlakyS3()
+    second = IntakeWriter("tmi-intake", "incoming/", tmp_path / "spool", client_factory=lambda: s3,
+                          stored_file=lambda i, n: stored)
+    assert second.pending() == 1 and second.drain_spool() == 1
+    assert s3.objects[key] == (b"DICM" * 100, {"calling-aet": "M1"})
+
+
+def _wait(check: Any, timeout_s: float = 5.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
