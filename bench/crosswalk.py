@@ -7,7 +7,8 @@ cluster in a temporary folder on a free port, and stops and removes it at the en
    indexes, ANALYZEs, then times ``CrosswalkService.resolve`` one call at a time for three kinds of
    arrival: an identical re-arrival of a loaded identity, a known patient under the same key with a
    different raw PHI (new identity row, rule 1), and a brand-new patient (full path: rule 4 and fuzzy
-   candidate queries).
+   candidate queries); ``--rounds`` (3) rounds, each followed by the machine's round-trip floor
+   (``SELECT 1``, a one-row insert + commit).
 2. Resolves the synthetic population of ``tmi.crosswalk.population`` (known truth) into a fresh database
    and reports pairwise precision/recall of "same person", wrong automatic merges and flag coverage —
    with the default policy (``possible_same_person: flag``) and with ``link_and_flag``.
@@ -196,31 +197,69 @@ def explain_plans(dsn: str, sample: PatientPHI) -> dict[str, Any]:
     return out
 
 
-def time_resolves(dsn: str, load: dict[str, Any], rng: random.Random, per_kind: int) -> dict[str, Any]:
-    """Time resolve() for identical re-arrivals, same-key variants and brand-new patients."""
+def round_trip_floor(dsn: str, calls: int = 1000) -> dict[str, float]:
+    """What the machine itself costs per round trip, measured next to the resolves: ``SELECT 1`` and a
+    one-row insert + commit (a WAL flush), one at a time on one connection (p50/p95 ms)."""
+    out: dict[str, float] = {}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_round_trip (n int)")
+        queries = (("select_1", "SELECT 1"), ("insert_commit", "INSERT INTO bench_round_trip VALUES (1)"))
+        for label, query in queries:
+            times = []
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                conn.execute(query)
+                times.append((time.perf_counter() - t0) * 1000)
+            out[f"{label}_p50_ms"] = round(statistics.median(times), 3)
+            out[f"{label}_p95_ms"] = round(_percentile(times, 95), 3)
+        conn.execute("DROP TABLE bench_round_trip")
+    return out
+
+
+def time_resolves(dsn: str, load: dict[str, Any], rng: random.Random, per_kind: int, rounds: int = 1,
+                  ) -> dict[str, Any]:
+    """Time resolve() for identical re-arrivals, same-key variants and brand-new patients.
+
+    ``rounds`` rounds of ``per_kind`` calls per kind, each with its own arrivals (an identical re-arrival
+    stays a first re-arrival), each followed by the round-trip floor: on this VM the same code's latency
+    moves with the machine's state, and the rounds show by how much. The headline figures pool every call.
+    """
     existing: list[PatientPHI] = load["sample_existing"]
     next_pid: list[int] = load["next_pid"]
-    variants = [PatientPHI(patient_id=p.patient_id, issuer=p.issuer, institution=p.institution,
-                           calling_aet=f"NEWMOD{i}", name=p.name, birth_date=p.birth_date, sex=p.sex)
-                for i, p in enumerate(existing[per_kind:2 * per_kind])]
-    brand_new = []
-    for _ in range(per_kind):
-        clinic = rng.randrange(load["n_clinics"])
-        next_pid[clinic] += 1
-        brand_new.append(_synthetic_phi(rng, clinic, next_pid[clinic]))
     timings: dict[str, list[float]] = {"existing_identical": [], "existing_new_arrival": [],
                                        "new_patient": []}
     load_before = os.getloadavg()[0]
+    per_round: list[dict[str, Any]] = []
     with CrosswalkService.connect(dsn, min_size=1, max_size=1) as svc:
-        for phi in existing[2 * per_kind:2 * per_kind + 200]:  # warm-up: caches, prepared statements
+        for phi in existing[-200:]:  # warm-up: caches, prepared statements
             svc.resolve(phi, actor=ACTOR)
-        work = ([("existing_identical", p) for p in existing[:per_kind]]
-                + [("existing_new_arrival", p) for p in variants] + [("new_patient", p) for p in brand_new])
-        rng.shuffle(work)
-        for kind, phi in work:
-            t0 = time.perf_counter()
-            svc.resolve(phi, actor=ACTOR)
-            timings[kind].append((time.perf_counter() - t0) * 1000)
+        for r in range(rounds):
+            mine = existing[2 * per_kind * r:2 * per_kind * (r + 1)]
+            variants = [PatientPHI(patient_id=p.patient_id, issuer=p.issuer, institution=p.institution,
+                                   calling_aet=f"NEWMOD{r}-{i}", name=p.name, birth_date=p.birth_date,
+                                   sex=p.sex)
+                        for i, p in enumerate(mine[per_kind:])]
+            brand_new = []
+            for _ in range(per_kind):
+                clinic = rng.randrange(load["n_clinics"])
+                next_pid[clinic] += 1
+                brand_new.append(_synthetic_phi(rng, clinic, next_pid[clinic]))
+            work = ([("existing_identical", p) for p in mine[:per_kind]]
+                    + [("existing_new_arrival", p) for p in variants]
+                    + [("new_patient", p) for p in brand_new])
+            rng.shuffle(work)
+            this_round: list[float] = []
+            round_load = os.getloadavg()[0]
+            for kind, phi in work:
+                t0 = time.perf_counter()
+                svc.resolve(phi, actor=ACTOR)
+                elapsed = (time.perf_counter() - t0) * 1000
+                timings[kind].append(elapsed)
+                this_round.append(elapsed)
+            per_round.append({"calls": len(this_round), "p50_ms": round(statistics.median(this_round), 3),
+                              "p95_ms": round(_percentile(this_round, 95), 3),
+                              "loadavg_1min_before": round(round_load, 2),
+                              "round_trip_floor": round_trip_floor(dsn)})
     every = [t for values in timings.values() for t in values]
     return {
         "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
@@ -230,6 +269,7 @@ def time_resolves(dsn: str, load: dict[str, Any], rng: random.Random, per_kind: 
         "resolve_p99_ms": round(_percentile(every, 99), 3),
         "by_kind": {k: {"n": len(v), "p50_ms": round(statistics.median(v), 3),
                         "p95_ms": round(_percentile(v, 95), 3)} for k, v in timings.items()},
+        "rounds": per_round,
     }
 
 
@@ -282,7 +322,9 @@ def _create_db(cluster_dsn: str, name: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--identities", type=int, default=1_000_000)
-    parser.add_argument("--per-kind", type=int, default=1000, help="timed resolves per arrival kind")
+    parser.add_argument("--per-kind", type=int, default=1000,
+                        help="timed resolves per arrival kind and round")
+    parser.add_argument("--rounds", type=int, default=3, help="timing rounds (each with its own arrivals)")
     parser.add_argument("--population", type=int, default=2000,
                         help="true persons in the synthetic population")
     parser.add_argument("--seed", type=int, default=20261121)
@@ -300,11 +342,12 @@ def main(argv: list[str] | None = None) -> int:
             _create_db(cluster.dsn(), name)
             migrate(cluster.dsn(name))
         print(f"loading {args.identities:,} scan identities with COPY ...", flush=True)
-        load = bulk_load(cluster.dsn("load"), args.identities, rng, sample=3 * args.per_kind + 200)
+        load = bulk_load(cluster.dsn("load"), args.identities, rng,
+                         sample=2 * args.per_kind * args.rounds + 201)
         print(f"  loaded in {load['load_total_s']} s (COPY {load['copy_s']} s); timing resolve() ...",
               flush=True)
         plans = explain_plans(cluster.dsn("load"), load["sample_existing"][-1])
-        latency = time_resolves(cluster.dsn("load"), load, rng, args.per_kind)
+        latency = time_resolves(cluster.dsn("load"), load, rng, args.per_kind, args.rounds)
         print("running the synthetic population ...", flush=True)
         rules = load_rules()
         flag_policy = run_population(cluster.dsn("population"), rules, args.population, args.seed)
@@ -347,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
         ("resolve p50 / p95 / p99 (ms)", f"{latency['resolve_p50_ms']} / {latency['resolve_p95_ms']} / "
                                          f"{latency['resolve_p99_ms']}  (target p95 <= 5)"),
         *[(f"  {k} p50 / p95 (ms)", f"{v['p50_ms']} / {v['p95_ms']}") for k, v in latency["by_kind"].items()],
+        *[(f"  round {i + 1}: p50 / p95 (ms); SELECT 1, insert+commit p50", f"{r['p50_ms']} / {r['p95_ms']}; "
+           f"{r['round_trip_floor']['select_1_p50_ms']}, {r['round_trip_floor']['insert_commit_p50_ms']}")
+          for i, r in enumerate(latency["rounds"])],
         *[(f"  server-side {k} (ms)", f"{v['execution_ms_median']}{'  SEQ SCAN' if v['seq_scan'] else ''}")
           for k, v in plans.items()],
         ("population arrivals / true persons", f"{flag_policy['arrivals']} / {flag_policy['true_persons']}"),
