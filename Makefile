@@ -13,7 +13,7 @@ APT_CORE := postgresql dcmtk orthanc orthanc-dicomweb orthanc-python ca-certific
 APT_BROWSER := chromium chromium-driver
 
 .PHONY: help install apt-core apt-browser test test-unit lint typecheck bench bench-deid bench-copy bench-crosswalk \
-        clean demo bench-pipeline bench-gateway tf-fmt localstack-install
+        clean demo bench-pipeline bench-large bench-gateway tf-fmt localstack-install
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n",$$1,$$2}'
@@ -52,7 +52,7 @@ lint: $(STAMP) ## Ruff
 typecheck: $(STAMP) ## Mypy (strict on the core)
 	$(VENV)/bin/mypy
 
-bench: install bench-deid bench-copy bench-crosswalk bench-pipeline bench-gateway ## Run the benchmarks; results in bench/results/
+bench: install bench-deid bench-copy bench-crosswalk bench-pipeline bench-large bench-gateway ## Run the benchmarks; results in bench/results/
 
 bench-deid: $(STAMP)
 	$(PY) -m bench.deid
@@ -65,6 +65,9 @@ bench-crosswalk: $(STAMP)
 
 bench-pipeline: $(STAMP)
 	$(PY) -m bench.pipeline
+
+bench-large: $(STAMP) ## One ~500 MB tomosynthesis instance through the local stack: time and memory per process
+	$(PY) -m bench.large_instance
 
 bench-gateway: $(STAMP)
 	$(PY) -m bench.gateway
