@@ -26,6 +26,8 @@ from functions.events import s3_event_document
 
 logger = logging.getLogger(__name__)
 
+KEYS_SHOWN = 1000
+
 
 @dataclass
 class ReconcileReport:
@@ -37,9 +39,10 @@ class ReconcileReport:
     enqueued: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON view."""
+        """JSON view; ``keys`` names the first :data:`KEYS_SHOWN` re-enqueued objects (a full sweep after a
+        long outage may re-enqueue far more, and a Lambda response is capped at 6 MB)."""
         return {"listed": self.listed, "finished": self.finished, "too_young": self.too_young,
-                "enqueued": len(self.enqueued), "keys": self.enqueued}
+                "enqueued": len(self.enqueued), "keys": self.enqueued[:KEYS_SHOWN]}
 
 
 def day_prefixes(prefix: str, lookback_days: int, today: date) -> list[str]:

@@ -119,3 +119,13 @@ def test_dry_run_lists_without_sending() -> None:
                        min_age_s=60, lookback_days=0, now=NOW, dry_run=True)
     assert sqs.sent == []
     assert sorted(report.enqueued) == ["incoming/2026/03/02/done.dcm", "incoming/2026/03/02/today-a.dcm"]
+
+
+def test_the_report_names_at_most_the_first_thousand_keys() -> None:
+    objects = {f"incoming/2026/03/02/{i:05d}.dcm": OLD for i in range(1203)}
+    s3, sqs = FakeS3(objects, page_size=1000), FakeSQS()
+    report = reconcile(s3, sqs, FakeClaims(set()), bucket="tmi-intake", prefix="incoming/", queue_name="q",
+                       min_age_s=60, lookback_days=0, now=NOW)
+    assert len(sqs.sent) == 1203
+    view = report.to_dict()
+    assert view["enqueued"] == 1203 and len(view["keys"]) == 1000
