@@ -40,8 +40,10 @@ if _ROLE == "intake":
         """Orthanc's stored file of ``instance_id`` (called from an uploader thread, never the callback)."""
         try:
             info = json.loads(orthanc.RestApiGet(f"/instances/{instance_id}/attachments/dicom/info"))
-        except orthanc.OrthancException as exc:
-            raise StoredFileGone(f"Orthanc no longer has the instance ({exc})") from exc
+        except orthanc.OrthancException as exc:  # args: (error code, message)
+            if exc.args and exc.args[0] == int(orthanc.ErrorCode.UNKNOWN_RESOURCE):
+                raise StoredFileGone("Orthanc no longer has the instance") from exc
+            raise  # anything else may pass: the uploader retries
         path = orthanc_storage_path(_STORAGE, str(info.get("Uuid", "")))
         if info.get("UncompressedSize") != size or not path.is_file() or os.path.getsize(path) != size:
             raise StoredFileGone("the stored file is missing or not the size Orthanc reported")
