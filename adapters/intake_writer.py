@@ -185,7 +185,7 @@ class IntakeWriter:
 
     def pending(self) -> int:
         """Spooled instances not uploaded yet."""
-        return len(list(self.spool_dir.glob("*.json"))) if self.spool_dir.exists() else 0
+        return spool_counts(self.spool_dir)["pending"]
 
     def drain_spool(self) -> int:
         """Upload every spooled instance; return how many were uploaded (stops at the first failure)."""
@@ -222,6 +222,16 @@ class IntakeWriter:
         thread = threading.Thread(target=loop, name="tmi-intake-spool", daemon=True)
         thread.start()
         return thread
+
+
+def spool_counts(spool_dir: Path) -> dict[str, int]:
+    """``pending``: instances accepted by the intake Orthanc and not yet in the bucket (a backlog that grows
+    while the object store is unreachable); ``failed``: references set aside because Orthanc's stored file
+    had gone (``failed/``, see :meth:`IntakeWriter._upload_stored`)."""
+    def count(folder: Path) -> int:
+        return sum(1 for _ in folder.glob("*.json")) if folder.is_dir() else 0
+
+    return {"pending": count(spool_dir), "failed": count(spool_dir / "failed")}
 
 
 class StoredFileGone(LookupError):

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapters.intake_writer import spool_counts
 from tmi.errors import TmiError
 from tmi.settings import Settings
 
@@ -124,6 +125,11 @@ class Stack:
     def intake_http(self) -> str:
         """Intake Orthanc REST base URL."""
         return f"http://127.0.0.1:{self.settings.intake_http_port}"
+
+    @property
+    def intake_spool_dir(self) -> Path:
+        """Where the intake plugin spools instances until they are in the intake bucket."""
+        return self.run_dir / "orthanc" / "intake-spool"
 
     @property
     def research_http(self) -> str:
@@ -236,7 +242,7 @@ class Stack:
             "TMI_RESEARCHER_PASSWORD": pw.researcher_password,
             "TMI_INTAKE_STORAGE_DIR": str(self.run_dir / "orthanc" / "intake"),
             "TMI_RESEARCH_STORAGE_DIR": str(self.run_dir / "orthanc" / "research"),
-            "TMI_INTAKE_SPOOL_DIR": str(self.run_dir / "orthanc" / "intake-spool"),
+            "TMI_INTAKE_SPOOL_DIR": str(self.intake_spool_dir),
             # DCMTK (inside Orthanc) disables Nagle's algorithm when TCP_NODELAY is set: without it every
             # DIMSE exchange waits on delayed ACKs (~100 ms per C-STORE on loopback instead of ~20 ms).
             "TCP_NODELAY": "1",
@@ -492,7 +498,8 @@ class Stack:
         workers = {name: self.worker_healthy(name) for name in self.worker_names()}
         status: dict[str, Any] = {
             "intake": {"aet": s.intake_aet, "host": s.host, "dicom_port": s.intake_dicom_port,
-                       "http": self.intake_http, "healthy": self.intake_healthy()},
+                       "http": self.intake_http, "healthy": self.intake_healthy(),
+                       "spool": spool_counts(self.intake_spool_dir)},
             "research": {"aet": s.research_aet, "http": self.research_http,
                          "dicomweb": self.research_http + "/dicom-web",
                          "explorer": self.research_http + "/app/explorer.html",

@@ -213,6 +213,7 @@ def test_stack_status_json_and_idempotent_up(pipeline_stack: StackHarness) -> No
     assert status["healthy"] is True
     for key in ("aet", "host", "dicom_port", "http"):
         assert status["intake"][key]
+    assert status["intake"]["spool"] == {"pending": 0, "failed": 0}  # everything received was uploaded
     assert status["research"]["http"] and status["research"]["dicomweb"]
     assert "http" in status["gateway"] and status["s3"]["endpoint"]
     pids = {name: stack.process(name).read_pid() for name in ("moto", "intake", "research", "worker-1")}

@@ -231,3 +231,19 @@ def _wait(check: Any, timeout_s: float = 5.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+def test_spool_counts_name_the_backlog_and_the_references_set_aside(tmp_path: Path) -> None:
+    from adapters.intake_writer import spool_counts
+
+    spool = tmp_path / "spool"
+    assert spool_counts(spool) == {"pending": 0, "failed": 0}  # no spool yet
+    s3 = FlakyS3()
+    s3.down = True
+    writer = IntakeWriter("tmi-intake", "incoming/", spool, client_factory=lambda: s3)
+    writer.write("a", b"DICM", "M1")  # the store is down: spooled
+    writer.write("b", b"DICM", "M1")
+    (spool / "failed").mkdir()
+    (spool / "failed" / "x.json").write_text("{}")
+    assert spool_counts(spool) == {"pending": 2, "failed": 1}
+    assert writer.pending() == 2
