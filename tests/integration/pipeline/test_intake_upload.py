@@ -33,9 +33,9 @@ def _spooled_file(writer: IntakeWriter, size: int) -> tuple[str, str]:
 @pytest.mark.parametrize("multipart_above", [s3_upload.MULTIPART_ABOVE, 8 * 1024 * 1024])
 def test_spooled_instance_uploads_intact(s3_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          multipart_above: int) -> None:
-    """20 MB (above the single-PUT size): one streamed PUT, or a multipart upload when the threshold is
-    lowered below it."""
-    assert 20 * 1024 * 1024 > s3_upload.SINGLE_PUT_UP_TO
+    """20 MB: one PUT streamed from the spool file, or a multipart upload when the threshold is lowered
+    below it."""
+    assert 20 * 1024 * 1024 < s3_upload.MULTIPART_ABOVE
     monkeypatch.setattr(s3_upload, "MULTIPART_ABOVE", multipart_above)
     s3_client.create_bucket(Bucket="tmi-intake")
     writer = IntakeWriter("tmi-intake", "incoming/", tmp_path / "spool", client_factory=lambda: s3_client)

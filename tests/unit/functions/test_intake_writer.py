@@ -125,9 +125,9 @@ class ChunkReadingS3:
 def test_large_spooled_files_are_uploaded_without_reading_them_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Above SINGLE_PUT_UP_TO the uploader hands the spool file's path to the client (boto3's
-    upload_file streams it, multipart when large): the instance never becomes one bytes object in the
-    Orthanc process again. Small files go in one put_object (less CPU than upload_file)."""
+    """Above MULTIPART_ABOVE the uploader hands the spool file's path to the client (boto3's upload_file,
+    multipart); below it, one put_object with the open file. Either way the instance never becomes one
+    bytes object in the Orthanc process again."""
     import os
     import tracemalloc
 
@@ -135,7 +135,7 @@ def test_large_spooled_files_are_uploaded_without_reading_them_whole(
 
     from adapters import s3_upload
 
-    monkeypatch.setattr(s3_upload, "SINGLE_PUT_UP_TO", 1024 * 1024)
+    monkeypatch.setattr(s3_upload, "MULTIPART_ABOVE", 1024 * 1024)
     s3 = ChunkReadingS3()
     writer = IntakeWriter("tmi-intake", "incoming/", tmp_path / "spool", client_factory=lambda: s3)
     data = os.urandom(16 * 1024 * 1024)
