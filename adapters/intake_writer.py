@@ -98,10 +98,15 @@ class IntakeWriter:
         tmp = self.spool_dir / (name + ".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, self.spool_dir / name)
-        meta = self.spool_dir / (name + ".json")
-        meta_tmp = self.spool_dir / (name + ".json.tmp")
-        meta_tmp.write_text(json.dumps({"key": key, "calling_aet": calling_aet}))
-        os.replace(meta_tmp, meta)  # the .json appears last: a spooled entry is complete when it exists
+        return self._write_meta(key, {"calling_aet": calling_aet})
+
+    def _write_meta(self, key: str, fields: dict[str, Any]) -> Path:
+        """The spool entry's ``.json``, written last and atomically: an entry is complete when it exists."""
+        self.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        meta = self.spool_dir / (key.replace("/", "_") + ".json")
+        meta_tmp = meta.with_name(meta.name + ".tmp")
+        meta_tmp.write_text(json.dumps({"key": key, **fields}))
+        os.replace(meta_tmp, meta)
         return meta
 
     def enqueue(self, instance_id: str, data: bytes, calling_aet: str | None) -> str:
@@ -116,13 +121,8 @@ class IntakeWriter:
         if self.stored_file is None:
             raise ValueError("enqueue_stored needs a stored_file locator")
         key = self.key_for(instance_id)
-        self.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        meta = self.spool_dir / (key.replace("/", "_") + ".json")
-        meta_tmp = meta.with_name(meta.name + ".tmp")
-        meta_tmp.write_text(json.dumps({"key": key, "calling_aet": calling_aet,
-                                        "orthanc_instance": instance_id, "size": size}))
-        os.replace(meta_tmp, meta)
-        self._hand_over(meta)
+        self._hand_over(self._write_meta(key, {"calling_aet": calling_aet, "orthanc_instance": instance_id,
+                                               "size": size}))
         return key
 
     def _hand_over(self, meta: Path) -> None:
@@ -131,16 +131,17 @@ class IntakeWriter:
         self._queue.put(meta)
 
     def _upload_spooled(self, meta_path: Path) -> bool:
+        """Upload one spool entry; True when this call uploaded it (False: another thread or the drainer
+        already did, or it was set aside)."""
         data_path = meta_path.with_suffix("")
         try:
             meta = json.loads(meta_path.read_text())
             if "orthanc_instance" in meta:
                 return self._upload_stored(meta_path, meta)
-            # Streamed from the spool file when large (adapters.s3_upload).
             put_file(self.client, data_path, self.bucket, meta["key"], content_type="application/dicom",
                      metadata=_metadata(meta.get("calling_aet")))
         except FileNotFoundError:
-            return True  # another thread (or the drainer) uploaded it already
+            return False  # another thread (or the drainer) uploaded it already
         data_path.unlink(missing_ok=True)
         meta_path.unlink(missing_ok=True)
         return True
@@ -196,8 +197,6 @@ class IntakeWriter:
             with self._lock:
                 if meta_path in self._queued:
                     continue  # an uploader thread owns it (and retries it)
-            if not (meta_path.with_suffix("").exists() or _is_reference(meta_path)):
-                continue
             try:
                 uploaded = self._upload_spooled(meta_path)
             except Exception as exc:  # noqa: BLE001 - still down: keep the spool, try later
@@ -236,13 +235,6 @@ def spool_counts(spool_dir: Path) -> dict[str, int]:
 
 class StoredFileGone(LookupError):
     """Orthanc's stored file for an instance is not there (deleted, or not the size Orthanc reported)."""
-
-
-def _is_reference(meta_path: Path) -> bool:
-    try:
-        return "orthanc_instance" in json.loads(meta_path.read_text())
-    except (OSError, ValueError):
-        return False
 
 
 def _metadata(calling_aet: str | None) -> dict[str, str]:

@@ -49,7 +49,9 @@ if _ROLE == "intake":
             raise StoredFileGone("the stored file is missing or not the size Orthanc reported")
         return path
 
-    _WRITER = from_config(_CONFIG, stored_file=_stored_file if _BY_REFERENCE else None)
+    # The locator is always given: references spooled before a configuration change (compression turned
+    # on) are still resolved, or set aside when the stored file is not the instance as received.
+    _WRITER = from_config(_CONFIG, stored_file=_stored_file)
 
     def _on_stored_instance(dicom, instance_id):
         """Orthanc stored an instance: spool it (large ones by reference); the uploader threads put it to

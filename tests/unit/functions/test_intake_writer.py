@@ -12,6 +12,7 @@ import pytest
 
 from adapters.intake_writer import IntakeWriter, orthanc_instance_id
 from adapters.research_access import allowed, basic_auth_user
+from tests.fixtures.stack import wait_for
 
 
 class FlakyS3:
@@ -182,7 +183,8 @@ def test_large_instances_are_handed_over_by_reference_and_streamed_from_orthancs
     assert spooled == [key.replace("/", "_") + ".json"]  # a reference, no copy of the instance
     assert (tmp_path / "spool" / spooled[0]).stat().st_size < 1024
     writer.start_uploaders(1, retry_s=0.05)
-    _wait(lambda: key in s3.digests and not list((tmp_path / "spool").iterdir()))
+    wait_for(lambda: key in s3.digests and not list((tmp_path / "spool").iterdir()), 5, "the upload",
+             interval_s=0.01)
     assert asked == [("big-id", len(data))]
     assert s3.digests[key] == hashlib.sha256(data).hexdigest()
     assert list((tmp_path / "spool").iterdir()) == []
@@ -203,7 +205,8 @@ def test_a_reference_whose_stored_file_has_gone_is_set_aside_not_retried_forever
     with caplog.at_level("ERROR"):
         key = writer.enqueue_stored("gone-id", 123, "M1")
         writer.start_uploaders(1, retry_s=0.05)
-        _wait(lambda: "is gone" in caplog.text and writer.pending() == 0)
+        wait_for(lambda: "is gone" in caplog.text and writer.pending() == 0, 5, "the reference set aside",
+                 interval_s=0.01)
     assert s3.calls == []
     assert [p.name for p in (tmp_path / "spool" / "failed").iterdir()] == [key.replace("/", "_") + ".json"]
     assert not list((tmp_path / "spool").glob("*.json"))
@@ -222,15 +225,6 @@ def test_a_reference_left_by_a_restart_is_uploaded_by_the_next_writer(tmp_path: 
                           stored_file=lambda i, n: stored)
     assert second.pending() == 1 and second.drain_spool() == 1
     assert s3.objects[key] == (b"DICM" * 100, {"calling-aet": "M1"})
-
-
-def _wait(check: Any, timeout_s: float = 5.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_spool_counts_name_the_backlog_and_the_references_set_aside(tmp_path: Path) -> None:
