@@ -56,13 +56,6 @@ def _memory(stack: Any) -> dict[str, dict[str, int]]:
     return out
 
 
-def _state(stack: Any, key_suffix: str) -> str | None:
-    with stack_db(stack) as conn:
-        row = conn.execute("SELECT state FROM pipeline_objects WHERE object_key LIKE %s "
-                           "ORDER BY updated_at DESC LIMIT 1", ("%" + key_suffix,)).fetchone()
-    return str(row[0]) if row else None
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the measurement; return the results."""
     import pydicom
@@ -91,22 +84,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stored = time.time()
             if result.returncode != 0:
                 raise RuntimeError(f"storescu failed: {result.stderr[-500:]}")
-            state = None
-            while time.time() - started < args.timeout_s:
-                state = _state(stack, name)
-                if state in ("COMPLETED", "QUARANTINED"):
-                    break
-                time.sleep(0.5)
+            row = None
+            with stack_db(stack) as conn:  # polled until the pipeline has finished the instance
+                while time.time() - started < args.timeout_s:
+                    row = conn.execute("SELECT state, research_key, research_sop_uid FROM pipeline_objects "
+                                       "WHERE object_key LIKE %s ORDER BY updated_at DESC LIMIT 1",
+                                       ("%" + name,)).fetchone()
+                    if row and row[0] in ("COMPLETED", "QUARANTINED"):
+                        break
+                    time.sleep(0.5)
             finished = time.time()
             after = _memory(stack)
-            with stack_db(stack) as conn:
-                row = conn.execute("SELECT research_key, research_sop_uid FROM pipeline_objects "
-                                   "WHERE object_key LIKE %s", ("%" + name,)).fetchone()
-            checks: dict[str, Any] = {"state": state}
-            if row and row[0]:
-                head = stack.s3_client().head_object(Bucket=stack.settings.research_bucket, Key=row[0])
+            checks: dict[str, Any] = {"state": row[0] if row else None}
+            if row and row[1]:
+                head = stack.s3_client().head_object(Bucket=stack.settings.research_bucket, Key=row[1])
                 auth = (stack.settings.research_orthanc_user, stack.secrets().research_pipeline_password)
-                found = requests.post(f"{stack.research_http}/tools/lookup", data=row[1], auth=auth,
+                found = requests.post(f"{stack.research_http}/tools/lookup", data=row[2], auth=auth,
                                       timeout=30).json()
                 instance = [f for f in found if f["Type"] == "Instance"]
                 orthanc_size = None

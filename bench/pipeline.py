@@ -324,7 +324,8 @@ def _proc_cpu(pid: int) -> float:
 
 def diagnose_missing(stack: Any, datasets: list[Any], visible: dict[str, float]) -> list[dict[str, Any]]:
     """For every sent instance that never became visible: where it got to (intake Orthanc, intake bucket,
-    spool, pipeline record). Keys and Orthanc ids carry no PHI. The stack's logs are kept (path printed)."""
+    spool, pipeline record). Keys and Orthanc ids carry no PHI. (:func:`bench_stack` keeps the stack's logs
+    when it stops.)"""
     import requests
 
     from adapters.intake_writer import orthanc_instance_id
@@ -333,7 +334,7 @@ def diagnose_missing(stack: Any, datasets: list[Any], visible: dict[str, float])
     if not missing:
         return []
     auth = ("tmi-admin", stack.secrets().intake_admin_password)
-    spool = list((stack.run_dir / "orthanc" / "intake-spool").glob("*")) if stack.run_dir.exists() else []
+    spool = list(stack.intake_spool_dir.glob("*")) if stack.intake_spool_dir.exists() else []
     pages = stack.s3_client().get_paginator("list_objects_v2").paginate(Bucket=stack.settings.intake_bucket)
     bucket_keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
     out = []
@@ -348,10 +349,7 @@ def diagnose_missing(stack: Any, datasets: list[Any], visible: dict[str, float])
                         "intake_bucket_keys": [k for k in bucket_keys if oid in k],
                         "spool_files": [f.name for f in spool if oid in f.name],
                         "pipeline_rows": [list(map(str, r)) for r in rows]})
-    kept = Path(tempfile.mkdtemp(prefix="tmi-bench-pipeline-logs-"))
-    for log in stack.log_dir.glob("*.log"):
-        shutil.copy(log, kept / log.name)
-    print(f"bench: {len(missing)} instance(s) never visible; stack logs kept in {kept}", flush=True)
+    print(f"bench: {len(missing)} instance(s) never visible: see never_visible in the results", flush=True)
     return out
 
 
