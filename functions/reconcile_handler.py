@@ -36,10 +36,11 @@ def run(ctx: Any, min_age_s: float | None = None, *, dry_run: bool = False, swee
     report = reconcile(ctx.s3, ctx.sqs, ctx.claims, bucket=ctx.settings.intake_bucket,
                        prefix=ctx.settings.intake_prefix, queue_name=ctx.settings.intake_queue, min_age_s=age,
                        dry_run=dry_run, lookback_days=None if sweep_all or days <= 0 else days)
+    result = report.to_dict()
     if report.enqueued and not dry_run:
         logger.warning("reconciler re-enqueued intake objects whose notification was lost",
-                       extra={"tmi": report.to_dict()})
-    return report.to_dict()
+                       extra={"tmi": result})
+    return result
 
 
 def handler(event: Mapping[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
