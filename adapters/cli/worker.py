@@ -35,6 +35,12 @@ def register(subparsers: Any) -> None:
                      help="sweep the whole intake prefix, not only the day folders of the last "
                           "TMI_PIPELINE_RECONCILE_LOOKBACK_DAYS days (after a longer outage, or for keys "
                           "outside the day layout)")
+    rec.add_argument("--start-after", metavar="KEY", default=None,
+                     help="with --all: continue a sweep that stopped early, after this intake key (the "
+                          "'next_start_after' it reported)")
+    rec.add_argument("--max-seconds", type=float, default=None,
+                     help="with --all: stop after the listed page (1,000 keys) on which this much time has "
+                          "passed, and report where to continue")
     rec.add_argument("--dry-run", action="store_true", help="list, do not enqueue")
     rec.add_argument("--json", action="store_true", help="print the report as JSON")
     rec.set_defaults(func=run_reconcile)
@@ -45,13 +51,22 @@ def register(subparsers: Any) -> None:
 def run_reconcile(args: argparse.Namespace) -> int:
     """Entry point of ``tmi reconcile``."""
     import json
+    import shlex
 
     from adapters.pipeline.wiring import build_context
     from functions.reconcile_handler import run
 
+    if (args.start_after or args.max_seconds is not None) and not args.sweep_all:
+        print("tmi reconcile: --start-after and --max-seconds go with --all", file=sys.stderr)
+        return 2
+    should_stop = None
+    if args.max_seconds is not None:
+        deadline = time.monotonic() + args.max_seconds
+        should_stop = lambda: time.monotonic() >= deadline  # noqa: E731 - a one-line predicate
     ctx = build_context()
     try:
-        report = run(ctx, args.min_age_s, dry_run=args.dry_run, sweep_all=args.sweep_all)
+        report = run(ctx, args.min_age_s, dry_run=args.dry_run, sweep_all=args.sweep_all,
+                     start_after=args.start_after, should_stop=should_stop)
     finally:
         ctx.close()
     if args.json:
@@ -60,6 +75,10 @@ def run_reconcile(args: argparse.Namespace) -> int:
         verb = "would re-enqueue" if args.dry_run else "re-enqueued"
         print(f"listed {report['listed']}, finished {report['finished']}, too young {report['too_young']}, "
               f"{verb} {report['enqueued']}")
+    if not report["complete"]:
+        print(f"stopped early: continue with tmi reconcile --all --start-after "
+              f"{shlex.quote(report['next_start_after'])}",
+              file=sys.stderr)
     return 0
 
 

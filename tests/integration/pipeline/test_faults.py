@@ -160,9 +160,13 @@ def test_runner_killed_mid_batch_loses_nothing_and_duplicates_nothing(
         assert len(research.search_instances(SOPInstanceUID=row["anon_sop"])) == 1
 
 
-def _intake_names(h: StackHarness) -> set[str]:
+def _intake_keys(h: StackHarness) -> list[str]:
     pages = h.s3().get_paginator("list_objects_v2").paginate(Bucket=h.settings.intake_bucket)
-    return {o["Key"].rsplit("/", 1)[-1] for page in pages for o in page.get("Contents", [])}
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def _intake_names(h: StackHarness) -> set[str]:
+    return {key.rsplit("/", 1)[-1] for key in _intake_keys(h)}
 
 
 def _mid_batch(h: StackHarness, names: list[str]) -> dict[str, int] | None:
@@ -238,16 +242,40 @@ def _send_and_lose_the_notification(h: StackHarness, folder: Path, seed: str) ->
     return name
 
 
-def test_lost_notification_is_recovered_by_reconcile(pipeline_stack: StackHarness, tmp_path: Path) -> None:
-    import argparse
+def _tmi_reconcile(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[dict[str, Any], str]:
+    """Run ``tmi reconcile --json ARGS`` in-process (the real parser and command); its report and stderr."""
+    from adapters.cli import build_parser
 
-    from adapters.cli.worker import run_reconcile
+    capsys.readouterr()
+    parsed = build_parser().parse_args(["reconcile", "--json", *args])
+    assert parsed.func(parsed) == 0
+    out, err = capsys.readouterr()
+    return json.loads(out), err
 
+
+def test_lost_notification_is_recovered_by_reconcile(pipeline_stack: StackHarness, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """``tmi reconcile`` against the real S3 endpoint. Before the recovery, the resumable full sweep
+    (one lost notification serves both: SQS allows one purge a minute): ``--start-after`` continues
+    after the key, so the lost object right at it is not listed again; ``--max-seconds`` stops after a
+    listed page and reports where to continue."""
     h = pipeline_stack
     name = _send_and_lose_the_notification(h, tmp_path, "lost")
     time.sleep(3)
     assert h.states([name]) == {}
-    assert run_reconcile(argparse.Namespace(min_age_s=0.0, dry_run=False, json=True, sweep_all=False)) == 0
+    [key] = [k for k in _intake_keys(h) if k.endswith("/" + name)]
+    after_it, _ = _tmi_reconcile(capsys, "--all", "--min-age-s", "0", "--dry-run", "--start-after", key)
+    assert key not in after_it["keys"] and after_it["complete"] is True, after_it
+    day_folder = key.rsplit("/", 1)[0] + "/"
+    stopped, err = _tmi_reconcile(capsys, "--all", "--min-age-s", "0", "--dry-run",
+                                  "--start-after", day_folder, "--max-seconds", "0")
+    assert key in stopped["keys"], stopped
+    assert stopped["complete"] is False and stopped["next_start_after"] >= key, stopped
+    assert "continue with tmi reconcile --all --start-after" in err
+    assert h.states([name]) == {}  # dry runs: nothing was enqueued
+
+    report, _ = _tmi_reconcile(capsys, "--min-age-s", "0")  # the scheduled kind: the look-back days
+    assert key in report["keys"], report
     assert h.wait_finished([name]) == {name: "COMPLETED"}
 
 

@@ -28,10 +28,10 @@ class FakeS3:
         assert name == "list_objects_v2"
         return self
 
-    def paginate(self, *, Bucket: str, Prefix: str) -> Any:
+    def paginate(self, *, Bucket: str, Prefix: str, StartAfter: str = "") -> Any:
         assert Bucket == "tmi-intake"
         self.listed_prefixes.append(Prefix)
-        keys = sorted(k for k in self.objects if k.startswith(Prefix))
+        keys = sorted(k for k in self.objects if k.startswith(Prefix) and k > StartAfter)
         for i in range(0, len(keys), self.page_size):
             yield {"Contents": [{"Key": k, "LastModified": self.objects[k], "ETag": '"e"', "Size": 1}
                                 for k in keys[i:i + self.page_size]]}
@@ -129,3 +129,37 @@ def test_the_report_names_at_most_the_first_thousand_keys() -> None:
     assert len(sqs.sent) == 1203
     view = report.to_dict()
     assert view["enqueued"] == 1203 and len(view["keys"]) == 1000
+
+
+def test_a_full_sweep_stopped_early_resumes_after_its_last_key_and_skips_nothing() -> None:
+    objects = {f"incoming/2026/03/02/{i:03d}.dcm": OLD for i in range(7)}
+    s3, sqs, claims = FakeS3(objects, page_size=3), FakeSQS(), FakeClaims({"incoming/2026/03/02/004.dcm"})
+    pages_seen: list[int] = []
+
+    def stop_after_first_page() -> bool:
+        pages_seen.append(len(claims.asked))
+        return True
+
+    first = reconcile(s3, sqs, claims, bucket="tmi-intake", prefix="incoming/", queue_name="q", min_age_s=60,
+                      now=NOW, should_stop=stop_after_first_page)
+    assert (first.listed, first.complete, first.next_start_after) == (3, False, "incoming/2026/03/02/002.dcm")
+    assert first.to_dict()["next_start_after"] == "incoming/2026/03/02/002.dcm"
+    assert sqs.sent == [f"incoming/2026/03/02/{i:03d}.dcm" for i in range(3)]  # the page it stopped on: sent
+
+    second = reconcile(s3, sqs, claims, bucket="tmi-intake", prefix="incoming/", queue_name="q", min_age_s=60,
+                       now=NOW, start_after=first.next_start_after, should_stop=lambda: False)
+    assert (second.listed, second.finished, second.complete) == (4, 1, True)
+    assert second.to_dict()["next_start_after"] is None
+    # Every object exactly once over the two runs, the finished one not at all.
+    assert sqs.sent == [f"incoming/2026/03/02/{i:03d}.dcm" for i in range(7) if i != 4]
+    assert pages_seen == [1]
+
+
+def test_a_windowed_run_ignores_should_stop_and_refuses_a_start_key() -> None:
+    s3, sqs, claims = FakeS3(_bucket(), page_size=1), FakeSQS(), FakeClaims(set())
+    report = reconcile(s3, sqs, claims, bucket="tmi-intake", prefix="incoming/", queue_name="q", min_age_s=60,
+                       lookback_days=2, now=NOW, should_stop=lambda: True)
+    assert report.complete and len(sqs.sent) == 4  # the look-back days are few: always listed to the end
+    with pytest.raises(ValueError, match="full sweep"):
+        reconcile(s3, sqs, claims, bucket="tmi-intake", prefix="incoming/", queue_name="q", lookback_days=2,
+                  start_after="incoming/2026/03/01/yesterday.dcm")
