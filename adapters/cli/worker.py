@@ -138,13 +138,29 @@ class Worker:
         self.service = build_intake_service(self.ctx)
         self.threads = threads or self.ctx.pipeline.threads
         self.stop = threading.Event()
-        sqs = self.ctx.sqs
-        self.queue_url = sqs.get_queue_url(QueueName=self.ctx.settings.intake_queue)["QueueUrl"]
-        self.queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"]["QueueArn"]
+        self.queue_url = self.queue_arn = ""  # looked up by connect_queue()
         self.heartbeat = Path(self.ctx.settings.run_dir) / "stack" / f"{name}.heartbeat"
         self._last_republish = 0.0
         self._last_reconcile = time.monotonic()  # the first run one interval after start
+
+    def connect_queue(self, retry_s: float = 2.0) -> bool:
+        """Look the intake queue up, retrying every ``retry_s`` while SQS cannot answer; False when stopped
+        first. A worker started while its S3/SQS endpoint is down (a NAS rebooting, a restart of moto)
+        waits for it, logging why, instead of exiting: nothing would start it again."""
+        queue = self.ctx.settings.intake_queue
+        while not self.stop.is_set():
+            try:
+                sqs = self.ctx.sqs
+                url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+                attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+            except Exception as exc:  # noqa: BLE001 - endpoint down, queue not created yet: wait and retry
+                logger.warning("intake queue not reachable; retrying", extra={"tmi": {
+                    "worker": self.name, "queue": queue, "error": type(exc).__name__}})
+                self.stop.wait(retry_s)
+                continue
+            self.queue_url, self.queue_arn = url, attributes["QueueArn"]
+            return True
+        return False
 
     def receive(self, wait_s: int, limit: int | None = None) -> list[dict[str, Any]]:
         """One ``ReceiveMessage`` call (up to ``limit``, default ``batch_size``, messages; long poll
@@ -235,6 +251,9 @@ class Worker:
         """
         from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
+        if not self.queue_url and not self.connect_queue():
+            self.ctx.close()
+            return 0
         idle_since = time.monotonic()
         logger.info("worker started", extra={"tmi": {"worker": self.name, "queue": self.queue_url,
                                                      "threads": self.threads}})

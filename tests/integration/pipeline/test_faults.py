@@ -361,3 +361,52 @@ def test_workers_reconcile_a_lost_notification_by_themselves(tmp_path: Path) -> 
         assert h.wait_finished([name], timeout_s=60) == {name: "COMPLETED"}
         logs = "".join(p.read_text() for p in h.stack.log_dir.glob("worker-*.log"))
         assert "reconciler re-enqueued" in logs, logs[-3000:]
+
+
+def test_a_large_instance_deleted_from_the_intake_orthanc_before_its_upload_is_set_aside(
+        tmp_path: Path) -> None:
+    """The intake plugin hands instances above 16 MB over by reference: the uploader reads Orthanc's stored
+    file. When S3 is down and the instance is deleted from the intake Orthanc meanwhile (an admin, or
+    Orthanc's storage recycling), the uploader must not retry forever: the reference goes to the spool's
+    ``failed/`` folder with an error in the intake log, ``tmi stack status`` counts it, and when S3 is back
+    nothing loops and nothing half-made reaches the bucket. A worker (re)started during the outage waits
+    for the queue instead of exiting, and works once S3 and SQS are back. Its own stack: moto is stopped
+    and restarted."""
+    from adapters.intake_writer import spool_counts
+    from tests.fixtures.stack import running_stack
+    from tmi.synthetic.dicom import large_mg_instance, write_dataset
+
+    path = tmp_path / "large.dcm"
+    write_dataset(large_mg_instance(seed="gone-before-upload"), path)
+    assert path.stat().st_size > 16 * 1024 * 1024
+    with running_stack() as h:
+        spool = h.stack.intake_spool_dir
+        [intake_log] = h.stack.log_files("intake")
+        assert h.stack.stop_component("moto")
+        assert h.stack.stop_component("worker-1")
+        h.stack.start_component("worker-1")  # its queue lookup meets the stopped endpoint
+        assert h.storescu([path]).returncode == 0
+        wait_for(lambda: "intake upload failed, retrying" in intake_log.read_text(errors="replace"), 60,
+                 "the uploader to fail against the stopped S3 endpoint")
+        assert spool_counts(spool) == {"pending": 1, "failed": 0}
+        h.forget_in_intake_orthanc([path])
+        wait_for(lambda: spool_counts(spool)["failed"] == 1, 60, "the reference set aside",
+                 on_timeout=lambda: {"spool": spool_counts(spool), "log": h.tail_logs(30)})
+        log = intake_log.read_text(errors="replace")
+        assert "is gone (StoredFileGone)" in log, log[-3000:]
+        assert spool_counts(spool) == {"pending": 0, "failed": 1}
+        assert h.stack.status()["intake"]["spool"] == {"pending": 0, "failed": 1}
+
+        h.stack.start_component("moto")
+        retries = log.count("intake upload failed, retrying")
+        time.sleep(8)  # longer than the uploader's retry interval (SpoolRetrySeconds, 5 s)
+        assert intake_log.read_text(errors="replace").count("intake upload failed, retrying") == retries
+        assert _intake_keys(h) == []
+        [worker_log] = h.stack.log_files("worker-1")
+        assert "intake queue not reachable; retrying" in worker_log.read_text(errors="replace")
+        assert h.stack.status()["workers"] == {"worker-1": True, "worker-2": True}
+        assert h.stack.stop_component("worker-2")  # what is published next went through worker-1
+        [small] = _write_instances(tmp_path, "after-the-outage", 1)
+        assert h.storescu([small]).returncode == 0
+        name = h.intake_key(small)
+        assert h.wait_finished([name]) == {name: "COMPLETED"}
