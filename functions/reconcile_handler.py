@@ -12,7 +12,6 @@ and returns ``"complete": false`` with ``next_start_after``; invoking it again w
 ``{"all": true, "start_after": <that key>}`` continues where it stopped (docs/operations.md has the loop).
 """
 
-
 from __future__ import annotations
 
 import logging
@@ -39,11 +38,11 @@ def run(ctx: Any, min_age_s: float | None = None, *, dry_run: bool = False, swee
     dict."""
     from adapters.pipeline.reconcile import reconcile
 
-    if start_after and not sweep_all:
-        raise ValueError("start_after continues a full sweep: give it with all / --all")
     age = ctx.pipeline.reconcile_min_age_s if min_age_s is None else float(min_age_s)
     days = int(ctx.pipeline.reconcile_lookback_days)
     full = sweep_all or days <= 0
+    if start_after and not full:
+        raise ValueError("start_after continues a full sweep: give it with all / --all")
     resumable: dict[str, Any] = {"start_after": start_after, "should_stop": should_stop} if full else {}
     report = reconcile(ctx.s3, ctx.sqs, ctx.claims, bucket=ctx.settings.intake_bucket,
                        prefix=ctx.settings.intake_prefix, queue_name=ctx.settings.intake_queue, min_age_s=age,

@@ -48,6 +48,7 @@ class ReconcileReport:
 
     @property
     def complete(self) -> bool:
+        """False when a full sweep stopped early (``next_start_after`` says where to continue)."""
         return self.next_start_after is None
 
     def to_dict(self) -> dict[str, Any]:
