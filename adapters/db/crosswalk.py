@@ -99,6 +99,9 @@ _INSTANCE_SELECT = (
 # the advisory locks protect and whether an identical arrival exists. Arms: 'k' same match key (all of
 # its identities), 'n' other keys with the same normalized name, 'b' other keys with the same birth date
 # (fuzzy flags; rule 4 on the fields present when a name is missing). A NULL parameter empties its arm.
+# For an arrival without a birth date a second statement in the same round trip, _SIMILAR_NAMES_SQL,
+# adds 'f': other keys with a similar name (then no exact field may lead to a known patient whose name
+# was mistyped).
 # Each arm is skipped at once (a one-time filter) when the identical arrival exists, the common case.
 # Other-key identities of the other sex are left out: no rule or flag can come of them (rule 4 needs
 # no differing field, fuzzy evidence needs the sexes not to differ).
@@ -132,18 +135,32 @@ _CANDIDATE_ARMS = " UNION ALL".join((
                           limit="LIMIT %(lim_birth)s"),
 ))
 _CANDIDATES_SQL = _CANDIDATES_TEMPLATE.format(arms=_CANDIDATE_ARMS)
+# The 'f' arm (pg_trgm, migration 0003): `%%` is the trigram similarity operator, index-backed at the
+# session's pg_trgm.similarity_threshold (connect() sets it from the rules); the explicit similarity()
+# test keeps the rules' threshold whatever the session says. Most similar first. Skipped at once when the
+# match key already has identities: other-key evidence only matters for a new person, and a new person
+# under a known key is an ID collision, flagged anyway. A statement of its own: inside _CANDIDATES_SQL it
+# made PostgreSQL plan that statement afresh at every call (no generic plan), ~2 ms more per resolve.
+_SIMILAR_NAME_WHERE = (
+    "s.name_key %% %(nk)s AND s.name_key <> %(nk)s AND similarity(s.name_key, %(nk)s) >= %(trgm)s"
+    " AND NOT EXISTS (SELECT 1 FROM scan_identity kk WHERE kk.clinic_key = %(ck)s"
+    " AND kk.patient_id_norm = %(pk)s) AND "
+)
+_SIMILAR_NAMES_SQL = _CANDIDATE_ARM.format(arm="f", where=_SIMILAR_NAME_WHERE + _OTHER_KEY_NOT_OTHER_SEX,
+                                           limit="ORDER BY similarity(s.name_key, %(nk)s) DESC LIMIT %(lim)s")
 _RESOLVE_ATTEMPTS = 8
 
 
-def _candidate_from_tuple(row: Sequence[Any]) -> Candidate:
-    """A candidate from a :data:`_CANDIDATES_SQL` row (``fp_seen, key_n, nb_n, arm, id, person_id, …``)."""
+def _candidate_from_tuple(row: Sequence[Any], at: int = 3) -> Candidate:
+    """A candidate from a candidate-arm row starting at ``at`` (``arm, id, person_id, …``): 3 in a
+    :data:`_CANDIDATES_SQL` row (after ``fp_seen, key_n, nb_n``), 0 in a :data:`_SIMILAR_NAMES_SQL` row."""
     return Candidate(
-        identity_id=int(row[4]),
-        person_id=str(row[5]),
+        identity_id=int(row[at + 1]),
+        person_id=str(row[at + 2]),
         phi=NormalizedPHI(
-            clinic=row[6], patient_id=row[7],
-            name=NormalizedName(row[8] or "", row[9] or "", row[10] or ""),
-            birth_date=row[11], sex=row[12],
+            clinic=row[at + 3], patient_id=row[at + 4],
+            name=NormalizedName(row[at + 5] or "", row[at + 6] or "", row[at + 7] or ""),
+            birth_date=row[at + 8], sex=row[at + 9],
         ),
     )
 
@@ -168,8 +185,17 @@ class CrosswalkService:
     def connect(cls, dsn: str, *, rules: MatchRules | None = None, min_size: int = 1, max_size: int = 4,
                 ) -> CrosswalkService:
         """Open a pool on ``dsn`` (nothing connects before this call) and return the service."""
+        rules = rules or load_rules()
+        threshold = rules.name_search_threshold
+
+        def configure(conn: Conn) -> None:
+            # The trigram operator of the 'f' candidate arm matches at this session setting (a placeholder
+            # until pg_trgm's library is loaded, which then adopts it).
+            conn.execute("SELECT set_config('pg_trgm.similarity_threshold', %s, false)", (str(threshold),))
+
         pool: ConnectionPool[Any] = ConnectionPool(dsn, min_size=min_size, max_size=max_size, open=False,
-                                                   name="tmi-crosswalk", kwargs={"autocommit": True})
+                                                   name="tmi-crosswalk", kwargs={"autocommit": True},
+                                                   configure=configure)
         pool.open(wait=True, timeout=30)
         return cls(pool, rules)
 
@@ -272,14 +298,18 @@ class CrosswalkService:
             key = norm.match_key or (None, None)
             birth = norm.birth_date
             name_key = _none_if_empty(norm.name.key)
-            # Both statements travel together; the pipeline syncs once, on exit (fetching inside the
+            params = {"fp": fingerprint, "ck": key[0], "pk": key[1], "nk": name_key, "bd": birth,
+                      "sex": norm.sex, "lim": self.rules.max_candidates,
+                      "lim_birth": self.rules.max_candidates * 4}
+            # The statements travel together; the pipeline syncs once, on exit (fetching inside the
             # block would sync twice).
             with conn.pipeline():
                 hit = self._by_fingerprint_cursor(conn, fingerprint, actor, source)
-                cands = conn.execute(_CANDIDATES_SQL, {
-                    "fp": fingerprint, "ck": key[0], "pk": key[1], "nk": name_key, "bd": birth,
-                    "sex": norm.sex, "lim": self.rules.max_candidates,
-                    "lim_birth": self.rules.max_candidates * 4})
+                cands = conn.execute(_CANDIDATES_SQL, params)
+                similar = None
+                if birth is None and name_key is not None:
+                    similar = conn.execute(_SIMILAR_NAMES_SQL, {
+                        **params, "trgm": self.rules.name_search_threshold})
             found = self._fingerprint_resolution(hit.fetchone())
             if found is not None:
                 return found
@@ -297,6 +327,9 @@ class CrosswalkService:
                     same_key.append(cand)
                 else:
                     others.setdefault(cand.identity_id, cand)
+            for row in similar.fetchall() if similar is not None else ():
+                cand = _candidate_from_tuple(row, at=0)
+                others.setdefault(cand.identity_id, cand)
             decision = decide(norm, same_key, list(others.values()), self.rules)
             via = [c.identity_id for c in (*same_key, *others.values()) if c.person_id == decision.person_id]
             # Lock(s) and the guarded write: one transaction, one round trip. The lock is a statement of

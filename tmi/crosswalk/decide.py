@@ -1,7 +1,8 @@
 """The matching decision: given an incoming identity and the candidates found, link or create, and flag.
 
 Pure function of values. The repository finds candidates (same match key; different key with the same
-normalized name or birth date) and persists whatever :func:`decide` returns.
+normalized name or birth date, or — for an arrival without a birth date — a similar name) and persists
+whatever :func:`decide` returns.
 
 Rules (defaults; thresholds come from :class:`~tmi.crosswalk.rules.MatchRules`):
 
@@ -10,8 +11,8 @@ Rules (defaults; thresholds come from :class:`~tmi.crosswalk.rules.MatchRules`):
 3. same key, two or more fields differ → new person, flag ``id_collision``;
 4. different key, same normalized PHI → new person, flag ``possible_same_person`` (policy
    ``link_and_flag``: link to that person instead, still flagged, when all compared fields are present
-   and equal); fuzzy similarity (Jaro–Winkler names,
-   near birth dates) only raises ``similar_person``;
+   and equal); fuzzy similarity (Jaro–Winkler names with an equal birth date, or with the birth date
+   missing on one side; an equal name with a near birth date) only raises ``similar_person``;
 5. an empty field is neither match nor mismatch; ``incomplete_phi`` when the decision rests on fewer than
    ``min_fields_for_decision`` of name, birth date, sex.
 
@@ -247,16 +248,30 @@ def _fuzzy(a: NormalizedPHI, b: NormalizedPHI, rules: MatchRules) -> dict[str, A
     same_name = names_equal(a.name, b.name) is True
     if a.birth_date and b.birth_date:
         if a.birth_date == b.birth_date and not same_name:
-            name_score = 0.0
-            if jaro_winkler_upper_bound(a.name.key, b.name.key) >= rules.fuzzy_name_threshold:
-                name_score = jaro_winkler(a.name.key, b.name.key)
-            if name_score < rules.fuzzy_name_threshold:
-                name_score = max(name_score, token_similarity(a.name.key, b.name.key))
+            name_score = _name_similarity(a, b, rules)
             if name_score >= rules.fuzzy_name_threshold:
                 return {"name_similarity": round(name_score, 3), "birth_date": "equal"}
         if same_name and rules.near_birth_dates and dates_near(a.birth_date, b.birth_date):
             return {"name_similarity": 1.0, "birth_date": "near"}
+        return None
+    # Rule 5: a birth date missing on one side is neither a match nor a mismatch, so a similar name (a
+    # keying error: an equal one is rule 4's) of a sex that does not differ is the evidence there is.
+    if not same_name:
+        name_score = _name_similarity(a, b, rules)
+        if name_score >= rules.fuzzy_name_threshold:
+            return {"name_similarity": round(name_score, 3), "birth_date": "missing"}
     return None
+
+
+def _name_similarity(a: NormalizedPHI, b: NormalizedPHI, rules: MatchRules) -> float:
+    """Jaro–Winkler of the whole normalized names (skipped when its cheap upper bound is already below
+    the threshold), or part-wise when that is higher (:func:`token_similarity`)."""
+    score = 0.0
+    if jaro_winkler_upper_bound(a.name.key, b.name.key) >= rules.fuzzy_name_threshold:
+        score = jaro_winkler(a.name.key, b.name.key)
+    if score < rules.fuzzy_name_threshold:
+        score = max(score, token_similarity(a.name.key, b.name.key))
+    return score
 
 
 def _dedupe(flags: Iterable[FlagSpec]) -> list[FlagSpec]:

@@ -38,6 +38,7 @@ class MatchRules:
     fuzzy_name_threshold: float = 0.9
     near_birth_dates: bool = True
     max_candidates: int = 50
+    name_search_threshold: float = 0.6
 
     def with_changes(self, **changes: Any) -> MatchRules:
         """A copy with ``changes`` applied and validated (handy for tests and policy switches)."""
@@ -62,6 +63,8 @@ def _validated(rules: MatchRules) -> MatchRules:
         problems.append("fuzzy.name_threshold must be in (0, 1]")
     if rules.max_candidates < 1:
         problems.append("fuzzy.max_candidates must be >= 1")
+    if not 0.0 < rules.name_search_threshold <= 1.0:
+        problems.append("fuzzy.name_search_threshold must be in (0, 1]")
     if problems:
         raise ConfigurationError("invalid crosswalk rules: " + "; ".join(problems))
     return rules
@@ -92,6 +95,7 @@ def rules_from_mapping(data: Mapping[str, Any]) -> MatchRules:
             fuzzy_name_threshold=float(fuzzy.get("name_threshold", defaults.fuzzy_name_threshold)),
             near_birth_dates=bool(fuzzy.get("near_birth_dates", defaults.near_birth_dates)),
             max_candidates=int(fuzzy.get("max_candidates", defaults.max_candidates)),
+            name_search_threshold=float(fuzzy.get("name_search_threshold", defaults.name_search_threshold)),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigurationError(f"invalid crosswalk rules file: {exc}") from exc

@@ -125,6 +125,40 @@ def test_fuzzy_only_flags(svc: CrosswalkService) -> None:
     assert c.person_id not in (a.person_id, b.person_id) and "similar_person" in c.flags
 
 
+def test_a_mistyped_name_without_birth_date_at_a_new_clinic_is_flagged(svc: CrosswalkService,
+                                                                       cw_dsn: str) -> None:
+    """No exact field leads to the earlier identity (new key, name mistyped, no birth date): the trigram
+    search over normalized names (migration 0003) finds it, and the similarity is only flagged."""
+    anna = svc.resolve(PatientPHI(patient_id="A-7", issuer="CLINIC-A", name="Linmannti^Anna",
+                                  birth_date="19610315", sex="F"))
+    for n in range(30):  # other patients, some of them with similar-looking names
+        svc.resolve(PatientPHI(patient_id=f"A-{100 + n}", issuer="CLINIC-A", name=f"Lin{n:02d}berg^Anna",
+                               birth_date=f"1960{n % 12 + 1:02d}15", sex="F"))
+    typo = svc.resolve(PatientPHI(patient_id="B-3", issuer="CLINIC-B", name="Linmanti^Anna", sex="F"))
+    assert typo.created_person and typo.person_id != anna.person_id
+    assert typo.flags == ("similar_person",)
+    with psycopg.connect(cw_dsn) as conn:
+        (other_person, evidence), = conn.execute(
+            "SELECT other_person_id::text, evidence FROM review_flag WHERE identity_id = %s",
+            (typo.identity_id,)).fetchall()
+    assert other_person == anna.person_id
+    assert evidence["birth_date"] == "missing" and evidence["name_similarity"] >= 0.9
+    # With a birth date, a mistyped name is searched by that birth date, not by name: another birth date
+    # leaves it unflagged (the name alone is not evidence).
+    dated = svc.resolve(PatientPHI(patient_id="C-3", issuer="CLINIC-C", name="Linmanni^Anna",
+                                   birth_date="19990101", sex="F"))
+    assert dated.flags == ()
+    # A dissimilar name without birth date: nothing.
+    stranger = svc.resolve(PatientPHI(patient_id="D-3", issuer="CLINIC-D", name="Okafor^Grace", sex="F"))
+    assert stranger.flags == ()
+
+
+def test_the_pool_sets_the_trigram_threshold_of_the_rules(svc: CrosswalkService) -> None:
+    with svc._conn() as conn:
+        (value,) = conn.execute("SHOW pg_trgm.similarity_threshold").fetchone() or (None,)
+    assert float(value) == svc.rules.name_search_threshold
+
+
 def test_rule5_missing_fields(svc: CrosswalkService) -> None:
     a = svc.resolve(JOHN)
     no_birth = svc.resolve(phi(birth_date=None))

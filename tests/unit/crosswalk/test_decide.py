@@ -198,3 +198,30 @@ def test_fuzzy_flag_on_one_mistyped_name_part_with_equal_birth_date() -> None:
     other_birth = normalize_phi(phi(name="Linmannti^Anea", sex="F", birth_date="19700202"))
     d = decide(other_birth, [], [earlier], RULES)
     assert d.flags == ()
+
+
+def test_fuzzy_flag_on_a_mistyped_name_when_the_birth_date_is_missing_on_one_side() -> None:
+    """Rule 5 for fuzzy evidence: a missing birth date is neither a match nor a mismatch, so a similar
+    name of a sex that does not differ is flagged; an equal name is rule 4's, a dissimilar name or
+    another sex is nothing."""
+    earlier = cand(7, "p9", phi(patient_id="X9", issuer="B", name="Linmannti^Anna", sex="F"))
+    no_birth = normalize_phi(phi(name="Linmanti^Anna", sex="F", birth_date=None))
+    d = decide(no_birth, [], [earlier], RULES)
+    assert (d.action, d.flag_kinds) == ("new_person", ("similar_person",))
+    assert d.flags[0].evidence["birth_date"] == "missing"
+    assert d.flags[0].evidence["name_similarity"] >= RULES.fuzzy_name_threshold
+    assert d.flags[0].person_id == "p9"
+    # The earlier identity lacks the birth date instead: the same.
+    earlier_no_birth = cand(8, "p8", phi(patient_id="X8", issuer="B", name="Linmannti^Anna", sex="F",
+                                         birth_date=None))
+    d = decide(normalize_phi(phi(name="Linmanti^Anna", sex="F")), [], [earlier_no_birth], RULES)
+    assert d.flag_kinds == ("similar_person",) and d.flags[0].evidence["birth_date"] == "missing"
+    assert decide(no_birth, [], [cand(9, "p7", phi(patient_id="X7", issuer="B", name="Okafor^Grace",
+                                                    sex="F"))], RULES).flags == ()
+    assert decide(no_birth, [], [cand(9, "p7", phi(patient_id="X7", issuer="B", name="Linmannti^Anna",
+                                                    sex="M"))], RULES).flags == ()
+    equal_name = decide(normalize_phi(phi(name="Linmannti^Anna", sex="F", birth_date=None)), [], [earlier],
+                        RULES)
+    assert "similar_person" not in equal_name.flag_kinds
+    with pytest.raises(ConfigurationError, match="name_search_threshold"):
+        RULES.with_changes(name_search_threshold=0.0)

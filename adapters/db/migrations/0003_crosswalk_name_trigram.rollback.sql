@@ -1,0 +1,1 @@
+DROP INDEX scan_identity_name_trgm;
