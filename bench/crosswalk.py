@@ -187,11 +187,14 @@ def explain_plans(dsn: str, sample: PatientPHI) -> dict[str, Any]:
         "candidates_identical": (cw._CANDIDATES_SQL, {**candidates, "fp": raw_fingerprint(sample)}),
         # The trigram name search of an arrival without a birth date at a new key (a typo in the name).
         "similar_names_no_birth_date": (cw._SIMILAR_NAMES_SQL, {
-            **candidates, "fp": "0" * 64, "ck": "bench:new-clinic", "bd": None, "trgm": 0.6,
-            "nk": (norm.name.key or "")[:-1] or None}),
+            **candidates, "fp": "0" * 64, "ck": "bench:new-clinic", "bd": None,
+            "nk": (norm.name.key or "")[:-1] or None, "trgm": load_rules().name_search_threshold}),
     }
     out: dict[str, Any] = {}
     with psycopg.connect(dsn) as conn:
+        # As CrosswalkService.connect() configures its sessions (the trigram operator's threshold).
+        conn.execute("SELECT set_config('pg_trgm.similarity_threshold', %s, false)",
+                     (str(load_rules().name_search_threshold),))
         for label, (query, params) in queries.items():
             times = []
             plan_text = ""
