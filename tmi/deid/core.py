@@ -76,6 +76,9 @@ _DECODE_ERRORS = (
 )
 # Manufacturer, ManufacturerModelName, SoftwareVersions, Modality, BodyPartExamined
 _EQUIPMENT_TAGS = (0x00080070, 0x00081090, 0x00181020, 0x00080060, 0x00180015)
+# Manufacturer, ManufacturerModelName, SoftwareVersions: the same for every patient of a device, and full
+# of numbers ("Senographe Synth 3000", "VE11C 2.1"): a number there equal to a 4-digit study ID is no leak.
+_EQUIPMENT_NUMBER_TAGS = frozenset({0x00080070, 0x00081090, 0x00181020})
 _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
 _TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 # Values that are numbers, dates, UIDs or binary: numeric tokens inside them are not an identifier.
@@ -346,16 +349,18 @@ class Deidentifier:
         """Raise ``phi.residual`` with the tag path of the hit, unless it is only a number among numbers.
 
         Numeric tokens (IDs made of digits, dates in any spelling, phone digits) count only where a
-        person could read them as an identifier: in character-string values. The same digits inside
-        a number (a window width equal to a 4-digit study ID), a date element (a newborn scanned on the
-        day of birth while full dates are kept), a UID or a binary value are not an identifier leak.
-        Every other token counts wherever it is.
+        person could read them as an identifier: in character-string values that describe this
+        patient or study. The same digits inside a number (a window width equal to a 4-digit study ID),
+        a date element (a newborn scanned on the day of birth while full dates are kept), a UID, a
+        binary value or the device's maker, model or software version (``Senographe Synth 3000`` and
+        study ID 3000) are not an identifier leak. Every other token counts wherever it is.
         """
         sets = [d for d in (ds, trailer_ds) if d is not None]
         words = token_set.subset(lambda t: not _is_numeric_token(t))
         numbers = token_set.subset(_is_numeric_token)
         found = [find_path(d, words, implicit, little) for d in sets]
-        found += [find_path(d, numbers, implicit, little, skip_vrs=_NON_TEXT_VRS) for d in sets]
+        found += [find_path(d, numbers, implicit, little, skip_vrs=_NON_TEXT_VRS,
+                            skip_tags=_EQUIPMENT_NUMBER_TAGS) for d in sets]
         path = next((p for p in found if p), None)
         if path is None:
             return

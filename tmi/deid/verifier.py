@@ -382,12 +382,13 @@ def find_path(
     prefix: str = "",
     *,
     skip_vrs: frozenset[str] = frozenset(),
+    skip_tags: frozenset[int] = frozenset(),
 ) -> str | None:
     """Return the tag path (e.g. ``(0040,0275)[0].(0032,1060)``) of the first element holding a token.
 
     Only used after the byte scan found a hit, to report *where* (never the value), or to check whether
-    a hit lies only in elements of ``skip_vrs``. Each element is re-serialised on its own with the same
-    writer as the output, so the search sees exactly the bytes that were scanned.
+    a hit lies only in elements of ``skip_vrs`` or ``skip_tags``. Each element is re-serialised on its
+    own with the same writer as the output, so the search sees exactly the bytes that were scanned.
     """
     from tmi.deid.writer import HeaderWriter  # local: writer imports nothing from here, keep it so
 
@@ -403,12 +404,13 @@ def find_path(
         value = elem.value if not isinstance(elem, RawDataElement) else None
         if isinstance(value, Sequence):
             for index, item in enumerate(value):
-                found = find_path(item, tokens, implicit, little, f"{path}[{index}].", skip_vrs=skip_vrs)
+                found = find_path(item, tokens, implicit, little, f"{path}[{index}].", skip_vrs=skip_vrs,
+                                  skip_tags=skip_tags)
                 if found:
                     return found
             continue
         vr = elem.VR or (DicomDictionary[tag][0] if tag in DicomDictionary else "UN")
-        if vr in skip_vrs:
+        if vr in skip_vrs or int(tag) in skip_tags:
             continue
         single = Dataset()
         single._dict[tag] = elem
