@@ -38,7 +38,7 @@ class MatchRules:
     fuzzy_name_threshold: float = 0.9
     near_birth_dates: bool = True
     max_candidates: int = 50
-    name_search_threshold: float = 0.6
+    name_search_threshold: float = 0.45
 
     def with_changes(self, **changes: Any) -> MatchRules:
         """A copy with ``changes`` applied and validated (handy for tests and policy switches)."""
