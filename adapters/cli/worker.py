@@ -299,7 +299,7 @@ def run(args: argparse.Namespace) -> int:
     from adapters.pipeline.jsonlog import configure
 
     configure(logging.INFO)
-    worker = Worker(args.name, args.threads)
+    worker = start_worker(args.name, args.threads)
 
     def _stop(signum: int, _frame: object) -> None:
         logger.info("signal received; finishing the batch in hand", extra={"tmi": {"signal": signum}})
@@ -308,6 +308,25 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     return worker.run(once=args.once, max_idle_s=args.max_idle_s)
+
+
+def start_worker(name: str, threads: int | None = None, retry_s: float = 5.0) -> Worker:
+    """A :class:`Worker`, waiting (every ``retry_s``, with a warning) while PostgreSQL cannot be reached.
+
+    A worker started while its database is down (restarting, failing over) used to exit after the
+    pool's 30 s timeout, and nothing starts a worker again. Other errors (settings, the de-id key) are
+    not waited for: they need a person, so the worker exits with them.
+    """
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    while True:
+        try:
+            return Worker(name, threads)
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            logger.warning("database not reachable; retrying", extra={"tmi": {
+                "worker": name, "error": type(exc).__name__, "retry_s": retry_s}})
+            time.sleep(retry_s)
 
 
 def main(argv: list[str] | None = None) -> int:

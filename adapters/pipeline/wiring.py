@@ -147,8 +147,12 @@ def build_context(settings: Settings | None = None,
     dsn = settings.effective_database_url
     pool: ConnectionPool = ConnectionPool(dsn, min_size=1, max_size=pipeline.db_pool_size, open=False,
                                           kwargs={"autocommit": True}, name="tmi-pipeline")
-    pool.open(wait=True, timeout=30)
-    crosswalk = CrosswalkService.connect(dsn, max_size=pipeline.db_pool_size)
+    pool.open(wait=True, timeout=30)  # on timeout it closes itself and raises PoolTimeout
+    try:
+        crosswalk = CrosswalkService.connect(dsn, max_size=pipeline.db_pool_size)
+    except BaseException:
+        pool.close()  # a caller that retries (tmi worker) must not leave this pool's threads behind
+        raise
     deidentifier = ThreadLocalDeidentifier(crosswalk, settings)
     return PipelineContext(
         settings=settings, pipeline=pipeline, pool=pool, crosswalk=crosswalk, s3=s3_client(settings),
