@@ -174,6 +174,7 @@ def explain_plans(dsn: str, sample: PatientPHI) -> dict[str, Any]:
     from adapters.db import crosswalk as cw
 
     norm = normalize_phi(sample)
+    rules = load_rules()
     assert norm.match_key is not None
     candidates = {"ck": norm.match_key[0], "pk": norm.match_key[1], "nk": norm.name.key or None,
                   "bd": norm.birth_date, "sex": norm.sex, "lim": 50, "lim_birth": 200}
@@ -188,13 +189,11 @@ def explain_plans(dsn: str, sample: PatientPHI) -> dict[str, Any]:
         # The trigram name search of an arrival without a birth date at a new key (a typo in the name).
         "similar_names_no_birth_date": (cw._SIMILAR_NAMES_SQL, {
             **candidates, "fp": "0" * 64, "ck": "bench:new-clinic", "bd": None,
-            "nk": (norm.name.key or "")[:-1] or None, "trgm": load_rules().name_search_threshold}),
+            "nk": (norm.name.key or "")[:-1] or None, "trgm": rules.name_search_threshold}),
     }
     out: dict[str, Any] = {}
     with psycopg.connect(dsn) as conn:
-        # As CrosswalkService.connect() configures its sessions (the trigram operator's threshold).
-        conn.execute("SELECT set_config('pg_trgm.similarity_threshold', %s, false)",
-                     (str(load_rules().name_search_threshold),))
+        cw.configure_session(conn, rules)  # as CrosswalkService.connect() does for its sessions
         for label, (query, params) in queries.items():
             times = []
             plan_text = ""

@@ -174,6 +174,14 @@ def _none_if_empty(value: str) -> str | None:
     return value or None
 
 
+def configure_session(conn: Conn, rules: MatchRules) -> None:
+    """Session settings resolve() relies on: the trigram operator of :data:`_SIMILAR_NAMES_SQL` matches at
+    ``pg_trgm.similarity_threshold`` (a placeholder until pg_trgm's library is loaded, which then adopts
+    it). :meth:`CrosswalkService.connect` applies it to every pooled connection."""
+    conn.execute("SELECT set_config('pg_trgm.similarity_threshold', %s, false)",
+                 (str(rules.name_search_threshold),))
+
+
 class CrosswalkService:
     """The crosswalk API over a psycopg 3 connection pool (see the module docstring)."""
 
@@ -186,16 +194,9 @@ class CrosswalkService:
                 ) -> CrosswalkService:
         """Open a pool on ``dsn`` (nothing connects before this call) and return the service."""
         rules = rules or load_rules()
-        threshold = rules.name_search_threshold
-
-        def configure(conn: Conn) -> None:
-            # The trigram operator of the 'f' candidate arm matches at this session setting (a placeholder
-            # until pg_trgm's library is loaded, which then adopts it).
-            conn.execute("SELECT set_config('pg_trgm.similarity_threshold', %s, false)", (str(threshold),))
-
         pool: ConnectionPool[Any] = ConnectionPool(dsn, min_size=min_size, max_size=max_size, open=False,
                                                    name="tmi-crosswalk", kwargs={"autocommit": True},
-                                                   configure=configure)
+                                                   configure=lambda conn: configure_session(conn, rules))
         pool.open(wait=True, timeout=30)
         return cls(pool, rules)
 

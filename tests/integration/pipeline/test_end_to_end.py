@@ -247,7 +247,7 @@ def test_a_large_mammogram_flows_through_with_its_pixels_intact(
     in_orthanc = requests.get(f"{h.stack.intake_http}/instances/{name.removesuffix('.dcm')}/file",
                               auth=intake_auth, timeout=60).content
     assert len(received) > 16 * 1024 * 1024 and received == in_orthanc
-    spool = h.stack.run_dir / "orthanc" / "intake-spool"
+    spool = h.stack.intake_spool_dir
     wait_for(lambda: not list(spool.glob("**/*.json")), 10, "the spooled reference removed after its upload")
     original = pydicom.dcmread(path)
     (row,) = _crosswalk_instances(h, [original.SOPInstanceUID]).values()
