@@ -21,10 +21,13 @@ the local pipeline (measured with py-spy and timed calls during ``python -m benc
   message it returns, only to read the retention period; here the queue's retention attribute is read
   directly (same check, same result). ``SendMessage`` (every S3 notification) did the same to read
   ``ContentBasedDeduplication``, an attribute only FIFO queues have: for a standard queue it is skipped;
-* moto drops every exception of its S3 → SQS notification silently; here it is logged and retried once.
+* moto drops every exception of its S3 → SQS notification silently; here it is logged and retried once;
+* moto's SQS operations change a queue's messages from concurrent request threads without a lock, which
+  lost a notification now and then and delivered some messages twice at once; here they hold the queue's
+  lock (:func:`_patch_sqs_queue_locking`).
 
-Nothing here changes what a client sees; it is the local emulator only (AWS, LocalStack or MinIO are used
-unchanged when ``AWS_ENDPOINT_URL*`` points at them).
+Apart from the lost and doubled messages, nothing here changes what a client sees; it is the local
+emulator only (AWS, LocalStack or MinIO are used unchanged when ``AWS_ENDPOINT_URL*`` points at them).
 """
 
 from __future__ import annotations
@@ -230,6 +233,44 @@ def _patch_sqs_send_attributes() -> None:
 _SKIP = threading.local()
 
 
+def _patch_sqs_queue_locking() -> None:
+    """Make moto's SQS message operations atomic per queue.
+
+    moto's request threads change a queue's messages without a lock. ``DeleteMessage`` rebuilds the
+    message list and then assigns it, so a message sent meanwhile (an S3 notification) is dropped: the
+    instance is in the intake bucket and nothing tells a worker (``python -m bench.pipeline`` lost 1 of
+    1,000 this way; the workers' reconciler recovered it only after ``reconcile_min_age_s``). Two
+    concurrent ``ReceiveMessage`` calls can also both take one message (getmoto/moto#519). Here
+    ``ReceiveMessage``, ``DeleteMessage``, ``ChangeMessageVisibility`` and ``PurgeQueue`` hold the queue's
+    own lock (``Queue._messages_lock``, the ``Condition`` that moto's ``SendMessage`` and long polling
+    already use). It is re-entrant, and a long poll waiting on it inside ``ReceiveMessage`` releases it,
+    so senders are never held up by a waiting receiver.
+    """
+    import functools
+
+    from moto.sqs.models import Queue, SQSBackend
+
+    def queue_locked(method: Any) -> Any:
+        @functools.wraps(method)
+        def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with self._messages_lock:
+                return method(self, *args, **kwargs)
+
+        return locked
+
+    def backend_locked(method: Any) -> Any:
+        @functools.wraps(method)
+        def locked(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+            with self.get_queue(queue_name)._messages_lock:
+                return method(self, queue_name, *args, **kwargs)
+
+        return locked
+
+    Queue.delete_message = queue_locked(Queue.delete_message)  # type: ignore[method-assign]
+    for name in ("receive_message", "change_message_visibility", "purge_queue"):
+        setattr(SQSBackend, name, backend_locked(getattr(SQSBackend, name)))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve moto on ``-H``/``-p`` until SIGTERM/SIGINT."""
     import os
@@ -247,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     _patch_sqs_retention_check()
     _patch_sqs_send_attributes()
     _patch_notification_errors()
+    _patch_sqs_queue_locking()
     run_simple(args.host, args.port, _flag_failures(_lean_dispatcher()), threaded=True, use_reloader=False,
                request_handler=_quiet_handler())
     return 0
