@@ -236,11 +236,13 @@ _SKIP = threading.local()
 def _patch_sqs_queue_locking() -> None:
     """Make moto's SQS message operations atomic per queue.
 
-    moto's request threads change a queue's messages without a lock. ``DeleteMessage`` rebuilds the
-    message list and then assigns it, so a message sent meanwhile (an S3 notification) is dropped: the
-    instance is in the intake bucket and nothing tells a worker (``python -m bench.pipeline`` lost 1 of
-    1,000 this way; the workers' reconciler recovered it only after ``reconcile_min_age_s``). Two
-    concurrent ``ReceiveMessage`` calls can also both take one message (getmoto/moto#519). Here
+    moto's request threads change a queue's messages without a lock. ``DeleteMessage`` builds a copy of
+    the message list without the deleted message and then assigns it. With two deletes at once, the later
+    assignment brings back the message the other one deleted (delivered again after the visibility
+    timeout), and a message sent in between (an S3 notification) is dropped: the instance is in the intake
+    bucket and nothing tells a worker (``python -m bench.pipeline`` lost 1 of 1,000 this way; the workers'
+    reconciler recovers such an object only after ``reconcile_min_age_s``). Two concurrent
+    ``ReceiveMessage`` calls can also both take one message (getmoto/moto#519). Here
     ``ReceiveMessage``, ``DeleteMessage``, ``ChangeMessageVisibility`` and ``PurgeQueue`` hold the queue's
     own lock (``Queue._messages_lock``, the ``Condition`` that moto's ``SendMessage`` and long polling
     already use). It is re-entrant, and a long poll waiting on it inside ``ReceiveMessage`` releases it,
