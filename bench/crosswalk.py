@@ -176,19 +176,18 @@ def explain_plans(dsn: str, sample: PatientPHI) -> dict[str, Any]:
     norm = normalize_phi(sample)
     rules = load_rules()
     assert norm.match_key is not None
-    candidates = {"ck": norm.match_key[0], "pk": norm.match_key[1], "nk": norm.name.key or None,
-                  "bd": norm.birth_date, "sex": norm.sex, "lim": 50, "lim_birth": 200}
+    candidates = cw.candidate_params(norm, "0" * 64, rules)  # as resolve() sends them
     queries: dict[str, tuple[str, Any]] = {
         "fingerprint": ("SELECT s.id FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id "
                         "AND l.valid_to IS NULL JOIN person p ON p.id = l.person_id "
                         "WHERE s.fingerprint = %s AND s.kind = 'arrived'", [raw_fingerprint(sample)]),
         # resolve()'s step-1 candidate search for a new arrival of this patient (another fingerprint) …
-        "candidates_new_arrival": (cw._CANDIDATES_SQL, {**candidates, "fp": "0" * 64}),
+        "candidates_new_arrival": (cw._CANDIDATES_SQL, candidates),
         # … and for an identical re-arrival (every arm skipped by its one-time filter).
         "candidates_identical": (cw._CANDIDATES_SQL, {**candidates, "fp": raw_fingerprint(sample)}),
         # The trigram name search of an arrival without a birth date at a new key (a typo in the name).
         "similar_names_no_birth_date": (cw._SIMILAR_NAMES_SQL, {
-            **candidates, "fp": "0" * 64, "ck": "bench:new-clinic", "bd": None,
+            **candidates, "ck": "bench:new-clinic", "bd": None,
             "nk": (norm.name.key or "")[:-1] or None, "trgm": rules.name_search_threshold}),
     }
     out: dict[str, Any] = {}

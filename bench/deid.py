@@ -480,23 +480,13 @@ def targets(corpora: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return checks
 
 
-PROJECT_PACKAGES = ("tmi", "adapters", "functions", "gateway")
-
-
 def compile_project_bytecode() -> None:
-    """Byte-compile the project's own packages, as ``make install`` does.
-
-    pip compiles what it installs into site-packages (pydicom, the third-party tools), but the
-    project is an editable install: its modules are compiled on first import, and not at all when
-    ``PYTHONDONTWRITEBYTECODE`` is set (it is on some CI machines and shells). ``tmi deid`` would then
-    recompile ~20 modules at every start, ~0.1 s, which the 500 MB target (2 x ``cp``) cannot absorb and
-    a user's installed ``tmi`` does not pay. compileall writes regardless of that variable and skips
-    files whose bytecode is current.
-    """
-    import compileall
-
-    for package in PROJECT_PACKAGES:
-        compileall.compile_dir(ROOT / package, quiet=1)
+    """Byte-compile the project as ``make install`` does (``scripts/compile_project.py``): otherwise,
+    with ``PYTHONDONTWRITEBYTECODE`` set, ``tmi deid`` recompiles ~20 modules at every start (~0.1 s,
+    which the 500 MB target, 2 x ``cp``, cannot absorb and an installed ``tmi`` does not pay), while the
+    third-party tools compared with were compiled by pip."""
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "compile_project.py")], check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 def machine() -> dict[str, Any]:

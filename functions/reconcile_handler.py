@@ -40,13 +40,10 @@ def run(ctx: Any, min_age_s: float | None = None, *, dry_run: bool = False, swee
 
     age = ctx.pipeline.reconcile_min_age_s if min_age_s is None else float(min_age_s)
     days = int(ctx.pipeline.reconcile_lookback_days)
-    full = sweep_all or days <= 0
-    if start_after and not full:
-        raise ValueError("start_after continues a full sweep: give it with all / --all")
-    resumable: dict[str, Any] = {"start_after": start_after, "should_stop": should_stop} if full else {}
     report = reconcile(ctx.s3, ctx.sqs, ctx.claims, bucket=ctx.settings.intake_bucket,
                        prefix=ctx.settings.intake_prefix, queue_name=ctx.settings.intake_queue, min_age_s=age,
-                       dry_run=dry_run, lookback_days=None if full else days, **resumable)
+                       dry_run=dry_run, lookback_days=None if sweep_all or days <= 0 else days,
+                       start_after=start_after or None, should_stop=should_stop)
     result = report.to_dict()
     if report.enqueued and not dry_run:
         logger.warning("reconciler re-enqueued intake objects whose notification was lost",

@@ -174,6 +174,15 @@ def _none_if_empty(value: str) -> str | None:
     return value or None
 
 
+def candidate_params(norm: NormalizedPHI, fingerprint: str, rules: MatchRules) -> dict[str, Any]:
+    """The parameters of :data:`_CANDIDATES_SQL` (and, with ``trgm`` added, :data:`_SIMILAR_NAMES_SQL`)
+    for an arrival."""
+    key = norm.match_key or (None, None)
+    return {"fp": fingerprint, "ck": key[0], "pk": key[1], "nk": _none_if_empty(norm.name.key),
+            "bd": norm.birth_date, "sex": norm.sex, "lim": rules.max_candidates,
+            "lim_birth": rules.max_candidates * 4}
+
+
 def configure_session(conn: Conn, rules: MatchRules) -> None:
     """Session settings resolve() relies on: the trigram operator of :data:`_SIMILAR_NAMES_SQL` matches at
     ``pg_trgm.similarity_threshold`` (a placeholder until pg_trgm's library is loaded, which then adopts
@@ -296,19 +305,14 @@ class CrosswalkService:
                       actor: Actor) -> Resolution | None:
         """One optimistic attempt (see :meth:`resolve`); ``None`` when it must be repeated."""
         with self._conn() as conn:
-            key = norm.match_key or (None, None)
-            birth = norm.birth_date
-            name_key = _none_if_empty(norm.name.key)
-            params = {"fp": fingerprint, "ck": key[0], "pk": key[1], "nk": name_key, "bd": birth,
-                      "sex": norm.sex, "lim": self.rules.max_candidates,
-                      "lim_birth": self.rules.max_candidates * 4}
+            params = candidate_params(norm, fingerprint, self.rules)
             # The statements travel together; the pipeline syncs once, on exit (fetching inside the
             # block would sync twice).
             with conn.pipeline():
                 hit = self._by_fingerprint_cursor(conn, fingerprint, actor, source)
                 cands = conn.execute(_CANDIDATES_SQL, params)
                 similar = None
-                if birth is None and name_key is not None:
+                if params["bd"] is None and params["nk"] is not None:
                     similar = conn.execute(_SIMILAR_NAMES_SQL, {
                         **params, "trgm": self.rules.name_search_threshold})
             found = self._fingerprint_resolution(hit.fetchone())

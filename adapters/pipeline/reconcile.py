@@ -75,7 +75,8 @@ def reconcile(s3: Any, sqs: Any, claims: Any, *, bucket: str, prefix: str, queue
     run lists a few day folders and always runs to the end.
     """
     if start_after is not None and lookback_days is not None:
-        raise ValueError("start_after resumes a full sweep (lookback_days=None)")
+        raise ValueError("start_after resumes a full sweep (lookback_days=None): give it with `tmi "
+                         "reconcile --all`, or with {\"all\": true} in the reconcile function's event")
     queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(seconds=min_age_s)

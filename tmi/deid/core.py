@@ -74,11 +74,11 @@ _DECODE_ERRORS = (
     ValueError,
     struct.error,
 )
-# Manufacturer, ManufacturerModelName, SoftwareVersions, Modality, BodyPartExamined
-_EQUIPMENT_TAGS = (0x00080070, 0x00081090, 0x00181020, 0x00080060, 0x00180015)
 # Manufacturer, ManufacturerModelName, SoftwareVersions: the same for every patient of a device, and full
 # of numbers ("Senographe Synth 3000", "VE11C 2.1"): a number there equal to a 4-digit study ID is no leak.
 _EQUIPMENT_NUMBER_TAGS = frozenset({0x00080070, 0x00081090, 0x00181020})
+# ... and Modality, BodyPartExamined
+_EQUIPMENT_TAGS = (*sorted(_EQUIPMENT_NUMBER_TAGS), 0x00080060, 0x00180015)
 _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
 _TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 # Values that are numbers, dates, UIDs or binary: numeric tokens inside them are not an identifier.

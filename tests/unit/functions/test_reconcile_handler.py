@@ -35,10 +35,9 @@ def test_handler_reconciles_with_the_settings(
     monkeypatch.setattr(reconcile_module, "reconcile", fake)
     monkeypatch.setattr(reconcile_handler, "_context", _ctx)
     result = reconcile_handler.handler(event, None)
-    resumable = {"start_after": None, "should_stop": None} if days is None else {}
     assert calls == [{"clients": ("s3-client", "sqs-client", "claims"), "bucket": "tmi-intake",
                       "prefix": "incoming/", "queue_name": "tmi-intake", "min_age_s": age, "dry_run": False,
-                      "lookback_days": days, **resumable}]
+                      "lookback_days": days, "start_after": None, "should_stop": None}]
     assert result == {"listed": 3, "finished": 2, "too_young": 0, "enqueued": 1,
                       "keys": ["incoming/2026/11/22/x.dcm"], "complete": True, "next_start_after": None}
 
