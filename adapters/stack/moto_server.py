@@ -24,7 +24,7 @@ the local pipeline (measured with py-spy and timed calls during ``python -m benc
 * moto drops every exception of its S3 → SQS notification silently; here it is logged and retried once;
 * moto's SQS operations change a queue's messages from concurrent request threads without a lock, which
   lost a notification now and then and delivered some messages twice at once; here they hold the queue's
-  lock (:func:`_patch_sqs_queue_locking`).
+  lock (:func:`patch_sqs_queue_locking`; the tests' in-process ``ThreadedMotoServer`` applies it too).
 
 Apart from the lost and doubled messages, nothing here changes what a client sees; it is the local
 emulator only (AWS, LocalStack or MinIO are used unchanged when ``AWS_ENDPOINT_URL*`` points at them).
@@ -233,7 +233,7 @@ def _patch_sqs_send_attributes() -> None:
 _SKIP = threading.local()
 
 
-def _patch_sqs_queue_locking() -> None:
+def patch_sqs_queue_locking() -> None:
     """Make moto's SQS message operations atomic per queue.
 
     moto's request threads change a queue's messages without a lock. ``DeleteMessage`` builds a copy of
@@ -246,11 +246,14 @@ def _patch_sqs_queue_locking() -> None:
     ``ReceiveMessage``, ``DeleteMessage``, ``ChangeMessageVisibility`` and ``PurgeQueue`` hold the queue's
     own lock (``Queue._messages_lock``, the ``Condition`` that moto's ``SendMessage`` and long polling
     already use). It is re-entrant, and a long poll waiting on it inside ``ReceiveMessage`` releases it,
-    so senders are never held up by a waiting receiver.
+    so senders are never held up by a waiting receiver. Applying it again changes nothing.
     """
     import functools
 
     from moto.sqs.models import Queue, SQSBackend
+
+    if getattr(Queue.delete_message, "_tmi_locked", False):
+        return
 
     def queue_locked(method: Any) -> Any:
         @functools.wraps(method)
@@ -258,6 +261,7 @@ def _patch_sqs_queue_locking() -> None:
             with self._messages_lock:
                 return method(self, *args, **kwargs)
 
+        locked._tmi_locked = True  # type: ignore[attr-defined]
         return locked
 
     def backend_locked(method: Any) -> Any:
@@ -290,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     _patch_sqs_retention_check()
     _patch_sqs_send_attributes()
     _patch_notification_errors()
-    _patch_sqs_queue_locking()
+    patch_sqs_queue_locking()
     run_simple(args.host, args.port, _flag_failures(_lean_dispatcher()), threaded=True, use_reloader=False,
                request_handler=_quiet_handler())
     return 0
