@@ -95,8 +95,10 @@ _INSTANCE_SELECT = (
 )
 
 
-# Step 1 of resolve(): every candidate in one statement (one snapshot), with the sizes of the two groups
-# the advisory locks protect and whether an identical arrival exists. Arms: 'k' same match key (all of
+# Step 1 of resolve(): one statement (one snapshot) finds an identical earlier arrival (its person and open
+# flags, audited in the same statement: 'hit' and 'audit'), the sizes of the two groups the advisory
+# locks protect and whether an identical arrival exists ('snap'), and every candidate ('cand'); the
+# first eight columns (hit, then snap) repeat on every row. Arms: 'k' same match key (all of
 # its identities), 'n' other keys with the same normalized name, 'b' other keys with the same birth date
 # (fuzzy flags; rule 4 on the fields present when a name is missing). A NULL parameter empties its arm.
 # For an arrival without a birth date a second statement in the same round trip, _SIMILAR_NAMES_SQL,
@@ -119,13 +121,26 @@ _OTHER_KEY_NOT_OTHER_SEX = (
     " AND (s.sex_norm IS NULL OR %(sex)s::text IS NULL OR s.sex_norm = %(sex)s)"
 )
 _CANDIDATES_TEMPLATE = """
-WITH snap AS (
+WITH hit AS (
+  SELECT s.id, p.id AS pid, p.pseudonym, p.alias,
+         ARRAY(SELECT DISTINCT f.kind FROM review_flag f
+                WHERE f.identity_id = s.id AND f.status = 'open' ORDER BY f.kind) AS flags
+    FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL
+    JOIN person p ON p.id = l.person_id
+   WHERE s.fingerprint = %(fp)s AND s.kind = 'arrived'),
+audit AS (
+  INSERT INTO audit_log (actor, role, action, target_type, target_id, request_id, detail)
+  SELECT %(actor)s, %(role)s, 'crosswalk.resolve', 'person', hit.pid::text, %(req)s,
+         jsonb_build_object('identity_id', hit.id, 'rule', 'exact_arrival', 'source', %(source)s::text)
+    FROM hit),
+snap AS (
   SELECT EXISTS (SELECT 1 FROM scan_identity WHERE fingerprint = %(fp)s AND kind = 'arrived') AS fp_seen,
          (SELECT count(*) FROM scan_identity WHERE clinic_key = %(ck)s AND patient_id_norm = %(pk)s) AS key_n,
          (SELECT count(*) FROM scan_identity
            WHERE name_key = %(nk)s AND birth_date_norm IS NOT DISTINCT FROM %(bd)s) AS nb_n),
 cand AS ({arms})
-SELECT snap.fp_seen, snap.key_n, snap.nb_n, cand.* FROM snap LEFT JOIN cand ON true
+SELECT hit.id, hit.pid::text, hit.pseudonym, hit.alias, hit.flags, snap.fp_seen, snap.key_n, snap.nb_n, cand.*
+  FROM snap LEFT JOIN hit ON true LEFT JOIN cand ON true
 """
 _CANDIDATE_ARMS = " UNION ALL".join((
     _CANDIDATE_ARM.format(arm="k", where="s.clinic_key = %(ck)s AND s.patient_id_norm = %(pk)s", limit=""),
@@ -151,9 +166,10 @@ _SIMILAR_NAMES_SQL = _CANDIDATE_ARM.format(arm="f", where=_SIMILAR_NAME_WHERE + 
 _RESOLVE_ATTEMPTS = 8
 
 
-def _candidate_from_tuple(row: Sequence[Any], at: int = 3) -> Candidate:
-    """A candidate from a candidate-arm row starting at ``at`` (``arm, id, person_id, …``): 3 in a
-    :data:`_CANDIDATES_SQL` row (after ``fp_seen, key_n, nb_n``), 0 in a :data:`_SIMILAR_NAMES_SQL` row."""
+def _candidate_from_tuple(row: Sequence[Any], at: int = 8) -> Candidate:
+    """A candidate from a candidate-arm row starting at ``at`` (``arm, id, person_id, …``): 8 in a
+    :data:`_CANDIDATES_SQL` row (after the five ``hit`` and the three ``snap`` columns), 0 in a
+    :data:`_SIMILAR_NAMES_SQL` row."""
     return Candidate(
         identity_id=int(row[at + 1]),
         person_id=str(row[at + 2]),
@@ -174,13 +190,15 @@ def _none_if_empty(value: str) -> str | None:
     return value or None
 
 
-def candidate_params(norm: NormalizedPHI, fingerprint: str, rules: MatchRules) -> dict[str, Any]:
+def candidate_params(norm: NormalizedPHI, fingerprint: str, rules: MatchRules, *,
+                     actor: Actor = SYSTEM_ACTOR, source: str | None = None) -> dict[str, Any]:
     """The parameters of :data:`_CANDIDATES_SQL` (and, with ``trgm`` added, :data:`_SIMILAR_NAMES_SQL`)
-    for an arrival."""
+    for an arrival; ``actor`` and ``source`` go into the audit row of an identical arrival."""
     key = norm.match_key or (None, None)
     return {"fp": fingerprint, "ck": key[0], "pk": key[1], "nk": _none_if_empty(norm.name.key),
             "bd": norm.birth_date, "sex": norm.sex, "lim": rules.max_candidates,
-            "lim_birth": rules.max_candidates * 4}
+            "lim_birth": rules.max_candidates * 4, "actor": actor.name, "role": actor.role,
+            "req": actor.request_id, "source": source}
 
 
 def configure_session(conn: Conn, rules: MatchRules) -> None:
@@ -268,15 +286,17 @@ class CrosswalkService:
         for the writing transaction, so two workers resolving one brand-new patient create exactly one
         person. ``source`` is a PHI-free provenance string (e.g. the intake object key).
 
-        Two round trips at most (optimistic concurrency under the advisory locks):
+        Two statements at most, one round trip each (optimistic concurrency under the advisory locks):
 
-        1. read, without a transaction: the identical-arrival lookup (with its audit row), and in the
-           same trip every candidate (same key; other keys by name or birth date) together with the
-           sizes of the two locked groups (rows under the key, rows with this name + birth date);
-        2. one transaction (:func:`~adapters.db.pipelining.one_transaction`): the locks, then one
-           statement that writes person, identity, link, flags and audit row **only if** the locked
-           groups still have the sizes read in step 1 (scan identities are never deleted, so any
-           concurrent arrival grows them) and a linked person is still active and still linked.
+        1. read: the identical-arrival lookup (with its audit row), every candidate (same key; other
+           keys by name or birth date) and the sizes of the two locked groups (rows under the key, rows
+           with this name + birth date), in one statement (:data:`_CANDIDATES_SQL`; an arrival without
+           a birth date adds the trigram name search in the same round trip);
+        2. write: one statement that takes the locks and writes person, identity, link, flags and
+           audit row **only if** the locked groups still have the sizes read in step 1 (scan identities
+           are never deleted, so any concurrent arrival grows them) and a linked person is still active
+           and still linked. The check runs in ``crosswalk_resolve_guard()`` (migration 0004), after
+           the locks are granted, on a snapshot of its own.
 
         When the check fails (a concurrent worker stored a relevant identity in between) nothing is
         written and the resolve starts over with fresh candidates.
@@ -305,30 +325,33 @@ class CrosswalkService:
                       actor: Actor) -> Resolution | None:
         """One optimistic attempt (see :meth:`resolve`); ``None`` when it must be repeated."""
         with self._conn() as conn:
-            params = candidate_params(norm, fingerprint, self.rules)
-            # The statements travel together; the pipeline syncs once, on exit (fetching inside the
-            # block would sync twice).
-            with conn.pipeline():
-                hit = self._by_fingerprint_cursor(conn, fingerprint, actor, source)
-                cands = conn.execute(_CANDIDATES_SQL, params)
-                similar = None
-                if params["bd"] is None and params["nk"] is not None:
+            params = candidate_params(norm, fingerprint, self.rules, actor=actor, source=source)
+            similar = None
+            if params["bd"] is None and params["nk"] is not None:
+                # Both statements in one round trip: the pipeline syncs once, on exit (fetching inside
+                # the block would sync twice).
+                with conn.pipeline():
+                    cands = conn.execute(_CANDIDATES_SQL, params)
                     similar = conn.execute(_SIMILAR_NAMES_SQL, {
                         **params, "trgm": self.rules.name_search_threshold})
-            found = self._fingerprint_resolution(hit.fetchone())
-            if found is not None:
-                return found
+            else:
+                cands = conn.execute(_CANDIDATES_SQL, params)
             rows = cands.fetchall()
-            fp_seen, key_n, name_birth_n = rows[0][0], rows[0][1], rows[0][2]
+            first = rows[0]
+            if first[0] is not None:  # an identical earlier arrival (audited by the statement)
+                return Resolution(person_id=first[1], pseudonym=first[2], alias=first[3],
+                                  flags=tuple(first[4]), identity_id=int(first[0]), created_person=False,
+                                  rule="exact_arrival")
+            fp_seen, key_n, name_birth_n = first[5], first[6], first[7]
             if fp_seen:
-                return None  # an identical arrival was committed in between: the next attempt finds it
+                return None  # an identical arrival, not linked in this snapshot: the next attempt finds it
             same_key: list[Candidate] = []
             others: dict[int, Candidate] = {}
             for row in rows:
-                if row[3] is None:
+                if row[8] is None:
                     continue
                 cand = _candidate_from_tuple(row)
-                if row[3] == "k":
+                if row[8] == "k":
                     same_key.append(cand)
                 else:
                     others.setdefault(cand.identity_id, cand)
@@ -337,14 +360,12 @@ class CrosswalkService:
                 others.setdefault(cand.identity_id, cand)
             decision = decide(norm, same_key, list(others.values()), self.rules)
             via = [c.identity_id for c in (*same_key, *others.values()) if c.person_id == decision.person_id]
-            # Lock(s) and the guarded write: one transaction, one round trip. The lock is a statement of
-            # its own so that the write's snapshot is taken after the lock is granted.
-            with one_transaction(conn):
-                self._lock_for(conn, norm, fingerprint)
-                cursor, resolution = self._queue_resolution(
-                    conn, phi, norm, fingerprint, decision, source, actor,
-                    guard={"key_n": key_n, "nb_n": name_birth_n, "via": via})
-            row = cursor.fetchone()  # the pipeline has synced: the committed insert's result
+            # The lock(s) and the guarded write: one statement, its own transaction (autocommit).
+            cursor, resolution = self._write_resolution(
+                conn, phi, norm, fingerprint, decision, source, actor,
+                guard={"locks": self._lock_ids(norm, fingerprint), "key_n": key_n, "nb_n": name_birth_n,
+                       "via": via})
+            row = cursor.fetchone()
             if row is None:
                 return None  # the guard failed: nothing was written
             identity_id, pseudonym, alias = row
@@ -354,51 +375,15 @@ class CrosswalkService:
                                        alias=alias)
 
     @staticmethod
-    def _by_fingerprint_cursor(conn: Conn, fingerprint: str, actor: Actor, source: str | None,
-                               ) -> psycopg.Cursor[Any]:
-        """Queue the identical-arrival lookup, audited in the same statement."""
-        return conn.execute(
-            "WITH hit AS ("
-            " SELECT s.id, p.id AS pid, p.pseudonym, p.alias, "
-            "  ARRAY(SELECT DISTINCT f.kind FROM review_flag f "
-            "        WHERE f.identity_id = s.id AND f.status = 'open' ORDER BY f.kind) AS flags "
-            " FROM scan_identity s JOIN identity_link l ON l.identity_id = s.id AND l.valid_to IS NULL "
-            " JOIN person p ON p.id = l.person_id WHERE s.fingerprint = %(fp)s AND s.kind = 'arrived'), "
-            "audit AS (INSERT INTO audit_log "
-            " (actor, role, action, target_type, target_id, request_id, detail) "
-            " SELECT %(actor)s, %(role)s, 'crosswalk.resolve', 'person', hit.pid::text, %(req)s, "
-            "  jsonb_build_object('identity_id', hit.id, 'rule', 'exact_arrival', "
-            "  'source', %(source)s::text) "
-            " FROM hit) "
-            "SELECT id, pid::text, pseudonym, alias, flags FROM hit",
-            {"fp": fingerprint, "actor": actor.name, "role": actor.role, "req": actor.request_id,
-             "source": source},
-        )
-
-    @staticmethod
-    def _fingerprint_resolution(row: Sequence[Any] | None) -> Resolution | None:
-        if row is None:
-            return None
-        return Resolution(person_id=row[1], pseudonym=row[2], alias=row[3], flags=tuple(row[4]),
-                          identity_id=int(row[0]), created_person=False, rule="exact_arrival")
-
-    def _by_fingerprint(self, conn: Conn, fingerprint: str, actor: Actor, source: str | None,
-                        ) -> Resolution | None:
-        """An identical earlier arrival, its person and open flags; audited in the same statement."""
-        return self._fingerprint_resolution(
-            self._by_fingerprint_cursor(conn, fingerprint, actor, source).fetchone())
-
-    def _lock_for(self, conn: Conn, norm: NormalizedPHI, fingerprint: str) -> None:
+    def _lock_ids(norm: NormalizedPHI, fingerprint: str) -> list[int]:
+        """The advisory locks of a resolve's write, sorted (one global order: no deadlocks): the match
+        key (or, without one, the raw fingerprint) and the normalized name + birth date."""
         keys = set()
         key = norm.match_key
         keys.add(_lock_id("key\x1f" + "\x1f".join(key)) if key else _lock_id("fp\x1f" + fingerprint))
         if norm.name.key:
             keys.add(_lock_id("phi\x1f" + norm.name.key + "\x1f" + (norm.birth_date or "")))
-        ordered = sorted(keys)  # one global order (target list is evaluated left to right): no deadlocks
-        if len(ordered) == 1:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (ordered[0],))
-        else:
-            conn.execute("SELECT pg_advisory_xact_lock(%s), pg_advisory_xact_lock(%s)", tuple(ordered))
+        return sorted(keys)
 
     def _insert_identity(self, conn: Conn, phi: PatientPHI, norm: NormalizedPHI, *, kind: str,
                          fingerprint: str | None, source: str | None, actor: Actor,
@@ -448,13 +433,14 @@ class CrosswalkService:
             (actor.name, list(identity_ids)),
         )
 
-    def _queue_resolution(self, conn: Conn, phi: PatientPHI, norm: NormalizedPHI, fingerprint: str,
+    def _write_resolution(self, conn: Conn, phi: PatientPHI, norm: NormalizedPHI, fingerprint: str,
                           decision: Decision, source: str | None, actor: Actor,
                           guard: Mapping[str, Any]) -> tuple[psycopg.Cursor[Any], Resolution]:
-        """Queue ONE statement that checks ``guard`` (the locked groups' sizes read with the candidates,
-        the linked person still active and linked) and, when it holds, writes the (new) person, the
-        identity, its link, its flags and the audit row. It returns the identity id and the linked
-        person's pseudonym and alias — or no row, when the guard failed and nothing was written."""
+        """Run ONE statement that takes ``guard["locks"]``, checks the rest of ``guard`` (the locked
+        groups' sizes read with the candidates, the linked person still active and linked) and, when it
+        holds, writes the (new) person, the identity, its link, its flags and the audit row. Its cursor
+        has the identity id and the linked person's pseudonym and alias — or no row, when the guard
+        failed and nothing was written."""
         created = decision.action == "new_person"
         if created:
             person_id = str(uuid.uuid4())
@@ -471,16 +457,10 @@ class CrosswalkService:
         flag_rows = [{"kind": f.kind, "other_person": f.person_id, "other_identity": f.identity_id,
                       "evidence": f.evidence} for f in decision.flags]
         cursor = conn.execute(
-            "WITH g AS (SELECT ("
-            "  (SELECT count(*) FROM scan_identity WHERE clinic_key = %(ck)s AND patient_id_norm = %(pk)s)"
-            "   = %(key_n)s"
-            "  AND (SELECT count(*) FROM scan_identity WHERE name_key = %(name_key)s"
-            "       AND birth_date_norm IS NOT DISTINCT FROM %(birth_norm)s) = %(nb_n)s"
-            "  AND NOT EXISTS (SELECT 1 FROM scan_identity WHERE fingerprint = %(fp)s AND kind = 'arrived')"
-            "  AND (%(create)s OR EXISTS (SELECT 1 FROM identity_link gl"
-            "       JOIN person gp ON gp.id = gl.person_id"
-            "       WHERE gl.person_id = %(person)s AND gl.valid_to IS NULL AND gl.identity_id = ANY(%(via)s)"
-            "       AND gp.status = 'active'))) AS ok), "
+            # The guard function locks, then checks on a fresh snapshot (migration 0004); the g CTE
+            # calls it once (a volatile function is never inlined) before anything is written.
+            "WITH g AS (SELECT crosswalk_resolve_guard(%(locks)s, %(ck)s, %(pk)s, %(key_n)s, %(name_key)s, "
+            "  %(birth_norm)s, %(nb_n)s, %(fp)s, %(create)s, %(person)s::uuid, %(via)s) AS ok), "
             "p AS (INSERT INTO person (id, pseudonym, alias, sex, created_by) "
             "  SELECT %(person)s, %(pseudonym)s, %(alias)s, %(sex_norm)s, %(actor)s FROM g "
             "  WHERE %(create)s AND g.ok), "
@@ -518,7 +498,7 @@ class CrosswalkService:
              "detail": Jsonb({"rule": decision.rule, "created_person": created, "flags": flags,
                               "source": source}),
              "ck": key[0], "pk": key[1], "key_n": guard["key_n"], "nb_n": guard["nb_n"],
-             "via": list(guard["via"])},
+             "via": list(guard["via"]), "locks": list(guard["locks"])},
         )
         return cursor, Resolution(person_id=person_id, pseudonym=pseudonym, alias=alias,
                                   flags=decision.flag_kinds, identity_id=0, created_person=created,

@@ -1,8 +1,9 @@
-"""``adapters.db.pipelining.one_transaction`` against a real PostgreSQL: what resolve()'s guarded write and
-the pipeline's recorders rely on.
+"""``adapters.db.pipelining.one_transaction`` against a real PostgreSQL: what the crosswalk's
+``record_instance`` (one transaction) and the research catalog's upsert (its lock first) rely on.
 
 * an advisory lock queued first is granted *before* the next statement takes its snapshot, so that
-  statement sees what the previous lock holder committed (the guard of resolve() depends on it);
+  statement sees what the previous lock holder committed (resolve()'s guard, which used to rely on this,
+  now takes its locks inside one statement: ``test_guard_sees_what_the_lock_holder_committed``);
 * the queued statements are one transaction: a failure in the last one rolls back the first;
 * the lock is held until the single commit.
 """

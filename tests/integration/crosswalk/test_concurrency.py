@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import psycopg
 import pytest
@@ -75,3 +76,33 @@ def test_same_phi_two_clinics_at_once_is_flagged(cw_dsn: str) -> None:
     assert results[0].person_id != results[1].person_id
     flagged = [r for r in results if r.flags == ("possible_same_person",)]
     assert len(flagged) == 1
+
+
+def test_guard_sees_what_the_lock_holder_committed(cw_dsn: str) -> None:
+    """resolve()'s write is one statement whose guard function takes the advisory lock and only then
+    counts (migration 0004). A count on the statement's own snapshot, taken before the lock was
+    granted, would miss the identity the previous holder committed, and two people would be created."""
+    lock = 4242
+    holder = psycopg.connect(cw_dsn)  # a transaction: holds the lock until it commits
+    waiter = psycopg.connect(cw_dsn, autocommit=True)
+    guard_call = ("SELECT crosswalk_resolve_guard(%s, 'clinic-a', 'p-1', 0, NULL, NULL, 0, 'fp-waiter', "
+                  "true, NULL, '{}')")
+    try:
+        row = waiter.execute(guard_call, ([lock],)).fetchone()
+        assert row == (True,)  # nothing under the key yet
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+        result: list[Any] = []
+        thread = threading.Thread(target=lambda: result.append(
+            waiter.execute(guard_call, ([lock],)).fetchone()))
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive()  # waiting for the lock
+        holder.execute(
+            "INSERT INTO scan_identity (kind, clinic_key, patient_id_norm, fingerprint, created_by, "
+            "created_role) VALUES ('arrived', 'clinic-a', 'p-1', 'fp-holder', 'test', 'service')")
+        holder.commit()  # releases the lock with the identity committed
+        thread.join(10)
+        assert result == [(False,)]  # the group under the key grew: the write would be refused
+    finally:
+        holder.close()
+        waiter.close()
