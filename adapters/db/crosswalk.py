@@ -166,7 +166,10 @@ _SIMILAR_NAMES_SQL = _CANDIDATE_ARM.format(arm="f", where=_SIMILAR_NAME_WHERE + 
 _RESOLVE_ATTEMPTS = 8
 
 
-def _candidate_from_tuple(row: Sequence[Any], at: int = 8) -> Candidate:
+_CANDIDATE_AT = 8  # a _CANDIDATES_SQL row: hit (5 columns), snap (3), then the candidate from its arm
+
+
+def _candidate_from_tuple(row: Sequence[Any], at: int = _CANDIDATE_AT) -> Candidate:
     """A candidate from a candidate-arm row starting at ``at`` (``arm, id, person_id, …``): 8 in a
     :data:`_CANDIDATES_SQL` row (after the five ``hit`` and the three ``snap`` columns), 0 in a
     :data:`_SIMILAR_NAMES_SQL` row."""
@@ -348,10 +351,10 @@ class CrosswalkService:
             same_key: list[Candidate] = []
             others: dict[int, Candidate] = {}
             for row in rows:
-                if row[8] is None:
+                if row[_CANDIDATE_AT] is None:
                     continue
                 cand = _candidate_from_tuple(row)
-                if row[8] == "k":
+                if row[_CANDIDATE_AT] == "k":
                     same_key.append(cand)
                 else:
                     others.setdefault(cand.identity_id, cand)
@@ -363,8 +366,7 @@ class CrosswalkService:
             # The lock(s) and the guarded write: one statement, its own transaction (autocommit).
             cursor, resolution = self._write_resolution(
                 conn, phi, norm, fingerprint, decision, source, actor,
-                guard={"locks": self._lock_ids(norm, fingerprint), "key_n": key_n, "nb_n": name_birth_n,
-                       "via": via})
+                guard={"key_n": key_n, "nb_n": name_birth_n, "via": via})
             row = cursor.fetchone()
             if row is None:
                 return None  # the guard failed: nothing was written
@@ -436,7 +438,7 @@ class CrosswalkService:
     def _write_resolution(self, conn: Conn, phi: PatientPHI, norm: NormalizedPHI, fingerprint: str,
                           decision: Decision, source: str | None, actor: Actor,
                           guard: Mapping[str, Any]) -> tuple[psycopg.Cursor[Any], Resolution]:
-        """Run ONE statement that takes ``guard["locks"]``, checks the rest of ``guard`` (the locked
+        """Run ONE statement that takes the advisory locks (:meth:`_lock_ids`), checks ``guard`` (the locked
         groups' sizes read with the candidates, the linked person still active and linked) and, when it
         holds, writes the (new) person, the identity, its link, its flags and the audit row. Its cursor
         has the identity id and the linked person's pseudonym and alias — or no row, when the guard
@@ -498,7 +500,7 @@ class CrosswalkService:
              "detail": Jsonb({"rule": decision.rule, "created_person": created, "flags": flags,
                               "source": source}),
              "ck": key[0], "pk": key[1], "key_n": guard["key_n"], "nb_n": guard["nb_n"],
-             "via": list(guard["via"]), "locks": list(guard["locks"])},
+             "via": list(guard["via"]), "locks": self._lock_ids(norm, fingerprint)},
         )
         return cursor, Resolution(person_id=person_id, pseudonym=pseudonym, alias=alias,
                                   flags=decision.flag_kinds, identity_id=0, created_person=created,
